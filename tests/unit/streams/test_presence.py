@@ -1,0 +1,139 @@
+"""The presence rule (CONTRACT §4): LWW by ts, timeout, dedup, roster join, change-only emission."""
+
+from __future__ import annotations
+
+import random
+
+from schemas.event import ActivityEvent
+from streams.presence import PresenceBook, View, apply_event, new_student
+
+T = 60_000  # PRESENCE_TIMEOUT_S = 60
+
+
+def ev(
+    eid: str, kind: str, ts: int, app: str = "", sub: str = "", student: str = "s1"
+) -> ActivityEvent:
+    if kind in ("app_focus", "heartbeat") and not app:
+        app = "docs"
+    return ActivityEvent(eid, kind, ts, "d1", student, "dev1", app, sub)
+
+
+def test_first_focus_goes_online_and_heartbeats_emit_nothing() -> None:
+    book = PresenceBook(T)
+    ch = book.on_event(ev("a", "app_focus", 1000, "docs", "x"), now_ms=1000)
+    assert ch is not None and ch.online and (ch.app, ch.sub_app, ch.ts) == ("docs", "x", 1000)
+    assert ch.name == ""
+    for i in range(1, 20):
+        assert (
+            book.on_event(
+                ev(f"h{i}", "heartbeat", 1000 + i * 10_000, "docs", "x"), 1000 + i * 10_000
+            )
+            is None
+        )
+
+
+def test_app_change_emits_and_idle_logout_go_offline_at_once() -> None:
+    book = PresenceBook(T)
+    book.on_event(ev("a", "app_focus", 1000, "docs", "x"), 1000)
+    ch = book.on_event(ev("b", "app_focus", 2000, "web", "khanacademy.org"), 2000)
+    assert ch is not None and (ch.app, ch.sub_app) == ("web", "khanacademy.org")
+    ch = book.on_event(ev("c", "idle", 3000), 3000)
+    assert ch is not None and not ch.online and ch.app == "" and ch.sub_app == "" and ch.ts == 3000
+    ch = book.on_event(ev("d", "heartbeat", 4000, "web", "khanacademy.org"), 4000)
+    assert ch is not None and ch.online
+    ch = book.on_event(ev("e", "logout", 5000), 5000)
+    assert ch is not None and not ch.online
+
+
+def test_older_event_never_overwrites_newer() -> None:
+    book = PresenceBook(T)
+    book.on_event(ev("b", "idle", 2000), 2000)
+    assert book.on_event(ev("a", "app_focus", 1999, "docs"), 2001) is None
+    assert book.states["d1:s1"].ts == 2000 and book.states["d1:s1"].kind == "idle"
+
+
+def test_tie_later_arrival_wins_but_a_repeat_changes_nothing() -> None:
+    book = PresenceBook(T)
+    book.on_event(ev("a", "app_focus", 1000, "docs"), 1000)
+    ch = book.on_event(ev("b", "idle", 1000), 1001)
+    assert ch is not None and not ch.online  # tie: later arrival wins
+    assert book.on_event(ev("a", "app_focus", 1000, "docs"), 1002) is None  # repeat of a
+    assert book.states["d1:s1"].kind == "idle"
+    ch = book.on_event(ev("c", "heartbeat", 1000, "docs"), 1003)  # new id, same ts: wins
+    assert ch is not None and ch.online
+
+
+def test_old_event_replayed_is_offline_by_worker_clock() -> None:
+    book = PresenceBook(T)
+    assert book.on_event(ev("a", "app_focus", 0, "docs"), now_ms=10 * T) is None
+    assert book.states["d1:s1"].ts == 0
+
+
+def test_timeout_boundary_is_inclusive() -> None:
+    s = new_student("d1", "s1")
+    s, _ = apply_event(s, ev("a", "app_focus", 1000, "docs"), 1000, T)
+    assert s.view(1000 + T, T).online
+    assert not s.view(1000 + T + 1, T).online
+
+
+def test_expire_goes_offline_exactly_after_timeout_and_respects_newer_events() -> None:
+    book = PresenceBook(T)
+    book.on_event(ev("a", "app_focus", 0, "docs", student="s1"), 0)
+    book.on_event(ev("b", "app_focus", 0, "docs", student="s2"), 0)
+    book.on_event(ev("c", "heartbeat", 30_000, "docs", student="s2"), 30_000)
+    assert book.expire(T) == []
+    changes = book.expire(T + 1)
+    assert [(c.student_id, c.online, c.app) for c in changes] == [("s1", False, "")]
+    assert book.expire(T + 2) == []  # once only
+    changes = book.expire(30_000 + T + 1)
+    assert [c.student_id for c in changes] == ["s2"]
+    assert book.expire(10**9) == []
+
+
+def test_expire_heap_stays_bounded_under_heartbeats() -> None:
+    book = PresenceBook(T)
+    for i in range(10_000):
+        book.on_event(ev(f"h{i}", "heartbeat", i * 10, "docs"), i * 10)
+        if i % 100 == 0:
+            book.expire(i * 10)
+    assert len(book._heap) <= 1
+
+
+def test_roster_join_name_classes_and_tombstone() -> None:
+    book = PresenceBook(T)
+    ch = book.on_roster("d1", "s1", "Ada", ("c2", "c1"), now_ms=0)
+    assert ch is not None and ch.name == "Ada" and not ch.online and ch.classes_add == ("c1", "c2")
+    assert book.on_roster("d1", "s1", "Ada", ("c1", "c2"), now_ms=1) is None  # no change
+    ch = book.on_event(ev("a", "app_focus", 100, "docs"), 100)
+    assert ch is not None and ch.name == "Ada" and ch.online
+    ch = book.on_roster("d1", "s1", "Ada L.", ("c1", "c3"), now_ms=200)
+    assert ch is not None and ch.name == "Ada L." and ch.online and ch.app == "docs"
+    assert ch.classes_add == ("c1", "c3") and ch.classes_remove == ("c2",)
+    ch = book.on_roster("d1", "s1", None, (), now_ms=300)
+    assert ch is not None and ch.deleted and ch.classes_remove == ("c1", "c3")
+    assert "d1:s1" not in book.states
+    assert book.on_roster("d1", "s9", None, (), now_ms=300) is None
+
+
+def test_any_arrival_order_gives_the_newest_event_as_state() -> None:
+    rnd = random.Random(7)
+    kinds = ["app_focus", "heartbeat", "idle", "logout"]
+    for _ in range(200):
+        events = [
+            ev(f"e{i}", rnd.choice(kinds), rnd.randrange(0, 50) * 1000, rnd.choice(["a", "b"]))
+            for i in range(rnd.randrange(1, 15))
+        ]
+        order = events + rnd.sample(events, k=len(events) // 2)  # with duplicates
+        rnd.shuffle(order)
+        book = PresenceBook(T)
+        shown = View("", False, "", "")
+        for e in order:
+            ch = book.on_event(e, now_ms=50_000)
+            if ch is not None:
+                shown = View(ch.name, ch.online, ch.app, ch.sub_app)
+        state = book.states["d1:s1"]
+        top = max(e.ts for e in events)
+        assert state.ts == top
+        winners = {(e.kind, e.app) for e in events if e.ts == top}
+        assert (state.kind, state.app) in winners
+        assert shown == state.view(50_000, T)
