@@ -1,0 +1,215 @@
+"""The consume → batch → flush → commit loop both sinks share.
+
+A sink has one shape (STYLE.md): ``add(record)`` buffers, ``flush()`` writes the whole buffer in one round trip.
+This loop reads the sink's input topic with manual commits and, for each batch:
+
+1. adds records until ``max_batch`` records are buffered or ``flush_interval_s`` has passed;
+2. flushes; a transient failure is retried with exponential backoff while the partitions are paused (so the
+   consumer stays in its group and reads nothing new) — nothing is committed, nothing dropped;
+3. commits the offsets just past the flushed records, and only those.
+
+A :class:`PermanentSinkError` (a batch that can never be written, e.g. a schema mismatch) stops the loop loudly.
+A rebalance flushes and commits what is buffered; if that fails, the buffer is dropped and every partition is
+rewound to its last commit, so the records are read again (by whichever sink owns them next).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord
+
+from csync import metrics
+
+log = logging.getLogger(__name__)
+
+
+class PermanentSinkError(RuntimeError):
+    """A batch that retrying cannot write (bad schema, undecodable record): the sink must stop."""
+
+
+class BatchSink(Protocol):
+    """What the loop drives."""
+
+    name: str
+
+    def add(self, record: ConsumerRecord[Any, Any]) -> None:
+        """Buffer one input record (raise PermanentSinkError if it can never be written)."""
+
+    def __len__(self) -> int:
+        """Records buffered since the last flush."""
+
+    async def flush(self) -> None:
+        """Write the buffer in one round trip and clear it; on failure keep it intact for a retry."""
+
+    def discard(self) -> None:
+        """Forget the buffer (its records will be read again)."""
+
+    async def on_assign(self, partitions: set[int]) -> None:
+        """Partitions were assigned (load whatever per-partition state the sink keeps)."""
+
+
+class Backoff:
+    """Exponential backoff: ``first``, doubling, at most ``cap`` seconds."""
+
+    def __init__(self, first: float = 0.2, cap: float = 30.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    def next(self) -> float:
+        """The delay to wait now; the following one doubles."""
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class SinkLoop:
+    """Runs one sink against one consumer until ``stop`` is set or a permanent error occurs."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        sink: BatchSink,
+        *,
+        flush_interval_s: float = 1.0,
+        max_batch: int = 5000,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.consumer = consumer
+        self.sink = sink
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._next: dict[TopicPartition, int] = {}  # offset after the last buffered record
+        self._lock = asyncio.Lock()  # the loop and the rebalance listener never flush at once
+        self._batch_started = time.monotonic()
+
+    def listener(self) -> ConsumerRebalanceListener:
+        """The rebalance listener to pass to ``consumer.subscribe``."""
+        return _Listener(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, flush and commit until ``stop`` is set; flush and commit once more on the way out."""
+        while not stop.is_set():
+            timeout_ms = max(1, int(self._time_left() * 1000))
+            batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+            async with self._lock:
+                for tp, records in batches.items():
+                    for record in records:
+                        self.sink.add(record)
+                        self._next[tp] = record.offset + 1
+                if len(self.sink) >= self.max_batch or (self._next and self._time_left() <= 0):
+                    await self._flush_and_commit(stop)
+                elif not self._next:
+                    self._batch_started = time.monotonic()
+        async with self._lock:
+            if self._next:
+                await self._flush_and_commit(stop=None)
+
+    def _time_left(self) -> float:
+        return self.flush_interval_s - (time.monotonic() - self._batch_started)
+
+    async def _flush_and_commit(self, stop: asyncio.Event | None) -> None:
+        await self._flush_with_retry(stop)
+        offsets = dict(self._next)
+        self._next.clear()
+        self._batch_started = time.monotonic()
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group moved on while we were writing: the rows are written; the partitions' new owner
+                # re-reads them, which the sinks absorb (Redis: ts compare; ClickHouse: sink_progress).
+                log.warning(
+                    "%s sink: offset commit failed after a rebalance: %s", self.sink.name, exc
+                )
+
+    async def _flush_with_retry(self, stop: asyncio.Event | None) -> None:
+        name = self.sink.name
+        paused: set[TopicPartition] = set()
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    await self.sink.flush()
+                except PermanentSinkError:
+                    metrics.SINK_FAILURES.labels(name, "permanent").inc()
+                    metrics.SINK_BACKEND_UP.labels(name).set(0)
+                    log.critical("%s sink: permanent failure, stopping", name, exc_info=True)
+                    raise
+                except Exception as exc:
+                    metrics.SINK_FAILURES.labels(name, "transient").inc()
+                    metrics.SINK_BACKEND_UP.labels(name).set(0)
+                    delay = self.backoff.next()
+                    log.warning(
+                        "%s sink: write failed (%s: %s); %d records kept, retrying in %.1fs",
+                        name, type(exc).__name__, exc, len(self.sink), delay,
+                    )  # fmt: skip
+                    if not paused:
+                        paused = set(self.consumer.assignment())
+                        self.consumer.pause(*paused)
+                    await self._idle(delay)
+                    metrics.SINK_RETRIES.labels(name).inc()
+                    continue
+                metrics.SINK_BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+                metrics.SINK_BACKEND_UP.labels(name).set(1)
+                self.backoff.reset()
+                return
+        finally:
+            if paused:
+                still = paused & set(self.consumer.assignment())
+                if still:
+                    self.consumer.resume(*still)
+
+    async def _idle(self, delay: float) -> None:
+        """Wait ``delay`` s while paused; polling (not sleeping) keeps the consumer in its group."""
+        if self._sleep is not asyncio.sleep:
+            await self._sleep(delay)
+            return
+        late = await self.consumer.getmany(timeout_ms=int(delay * 1000))
+        for tp, records in late.items():  # fetched just before the pause: keep them, in order
+            for record in records:
+                self.sink.add(record)
+                self._next[tp] = record.offset + 1
+
+    async def on_revoked(self) -> None:
+        """Flush and commit before partitions move; if that fails, rewind so nothing is lost."""
+        async with self._lock:
+            if not self._next:
+                return
+            try:
+                await asyncio.wait_for(self.sink.flush(), timeout=max(5.0, self.flush_interval_s))
+                await self.consumer.commit(dict(self._next))
+            except Exception:
+                log.warning(
+                    "%s sink: flush on rebalance failed; records will be re-read", self.sink.name
+                )
+                self.sink.discard()
+                for tp in list(self._next):
+                    with contextlib.suppress(Exception):
+                        committed = await self.consumer.committed(tp)
+                        self.consumer.seek(tp, committed if committed is not None else 0)
+            self._next.clear()
+            self._batch_started = time.monotonic()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: SinkLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._loop.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._loop.sink.on_assign({tp.partition for tp in assigned})
