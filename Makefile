@@ -1,0 +1,52 @@
+# ClassroomSync developer commands. The README names two: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv up down status clean distclean lint fmt test test-unit demo bench
+
+venv: $(STAMP)
+
+# Reinstall when the dependency list or the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## up: start real Kafka 4 (KRaft) and redis-server, create topics, prepare chDB
+up: venv
+	$(BIN)/csync stack up
+	$(BIN)/csync topics create
+
+## down: stop what `make up` started; data stays
+down:
+	@if [ -x $(BIN)/csync ]; then $(BIN)/csync stack down; else echo "nothing to stop (no venv)"; fi
+
+status: venv
+	@$(BIN)/csync stack status
+
+## clean: stop and remove local data (keeps the venv and the Kafka jar cache)
+clean: down
+	rm -rf .local/kafka/data .local/kafka/logs .local/kafka/server.properties .local/redis .local/chdb .local/stack.json
+
+distclean: clean
+	rm -rf .local $(VENV)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test: lint, then every test against services the session starts on free ports (and stops)
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,104 @@
+"""``csync``: the one command-line entry point of ClassroomSync."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from csync import stack as local_stack
+from csync.settings import Settings, SettingsError
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with the running local stack's addresses as defaults."""
+    try:
+        base = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+    running = local_stack.Stack.load(Path(base.data_dir))
+    if running is None:
+        return base
+    defaults = {k.lower(): v for k, v in running.env().items() if k not in os.environ}
+    return base.replace(**defaults)
+
+
+@click.group()
+def main() -> None:
+    """ClassroomSync: live presence for teachers and de-identified usage rollups for analysts."""
+
+
+@main.group()
+def stack() -> None:
+    """The local stack: real Kafka 4 (KRaft), redis-server and the chDB folder."""
+
+
+@stack.command("up")
+@click.option("--kafka-port", type=int, default=lambda: int(os.environ.get("KAFKA_PORT", "9092")))
+@click.option("--redis-port", type=int, default=lambda: int(os.environ.get("REDIS_PORT", "6379")))
+def stack_up(kafka_port: int, redis_port: int) -> None:
+    """Start Kafka and Redis (idempotent: says so when they already run)."""
+    data_root = Path(Settings.from_env().data_dir)
+    try:
+        running = local_stack.up(data_root, kafka_port=kafka_port, redis_port=redis_port)
+    except local_stack.StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in local_stack.status(data_root):
+        click.echo(line)
+    click.echo(f"# export {' '.join(f'{k}={v}' for k, v in running.env().items())}")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop what ``stack up`` started; data stays (``make clean`` removes it)."""
+    stopped = local_stack.down(Path(Settings.from_env().data_dir))
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """One line per service: up/down, address, version."""
+    for line in local_stack.status(Path(Settings.from_env().data_dir)):
+        click.echo(line)
+
+
+@main.command("status")
+def status() -> None:
+    """Services and topics at a glance."""
+    for line in local_stack.status(Path(Settings.from_env().data_dir)):
+        click.echo(line)
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics of the contract and the internal ones."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create missing topics with partitions/retention/compaction from settings; report differences."""
+    from csync.topics import create_topics
+
+    settings = load_settings()
+    try:
+        reports = asyncio.run(create_topics(settings))
+    except Exception as exc:  # the admin client's errors are many; say which broker failed
+        raise click.ClickException(
+            f"could not create topics on {settings.kafka_bootstrap}: {exc}"
+        ) from exc
+    differs = False
+    for report in reports:
+        click.echo(f"{report.action:8} {report.name}  {report.detail}")
+        differs = differs or report.action == "differs"
+    if differs:
+        click.echo(
+            "some topics exist with other settings; change them by hand or in settings", err=True
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

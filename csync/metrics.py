@@ -1,0 +1,48 @@
+"""Every Prometheus metric of the pipeline, in one place.
+
+Each metric has a one-line comment saying what an operator reads from it. Labels never carry a student, device
+or school identifier; ``district`` appears only on aggregate counts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- input and validation
+# Raw records and events read, by topic: is input arriving at all?
+EVENTS_CONSUMED = Counter("csync_events_consumed_total", "Events read from Kafka", ["topic"])
+# Events that passed validation: the useful throughput.
+EVENTS_VALID = Counter("csync_events_valid_total", "Events that passed validation")
+# Events rejected, by machine-readable reason: a jump in one reason points at one broken producer.
+EVENTS_INVALID = Counter("csync_events_invalid_total", "Events rejected by validation", ["reason"])
+# Fields removed by minimisation, by field name: which devices send data we must not keep.
+FIELDS_DROPPED = Counter("csync_fields_dropped_total", "Fields dropped by minimisation", ["field"])
+# Records written to the DLQ: should stay near zero; alerts fire on its rate.
+DLQ_RECORDS = Counter("csync_dlq_records_total", "Records produced to the DLQ", ["reason"])
+
+# --- sinks (label ``sink`` is "clickhouse" or "redis")
+# Batches written: flat while input arrives means the sink is stuck (see failures/retries).
+SINK_BATCHES = Counter("csync_sink_batches_total", "Batches written by a sink", ["sink"])
+# Rows (ClickHouse) or presence changes (Redis) written: the sink's useful throughput.
+SINK_ROWS = Counter("csync_sink_rows_total", "Rows or changes written by a sink", ["sink"])
+# Failed batch writes by kind (transient = retried, permanent = the sink stopped): any permanent one pages.
+SINK_FAILURES = Counter("csync_sink_failures_total", "Failed batch writes", ["sink", "kind"])
+# Retries of a batch after a transient failure: a rising rate means the backend is down or slow.
+SINK_RETRIES = Counter("csync_sink_retries_total", "Batch write retries", ["sink"])
+# Seconds to write one batch (one insert / one pipeline): the backend's latency as the sink sees it.
+SINK_BATCH_SECONDS = Histogram(
+    "csync_sink_batch_seconds",
+    "Time to write one batch",
+    ["sink"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# 1 while the sink's last write succeeded, 0 while it is retrying: the backend as the sink sees it.
+SINK_BACKEND_UP = Gauge("csync_sink_backend_up", "Last batch write succeeded", ["sink"])
+# Replayed usage-cells records skipped because ClickHouse already holds them: non-zero after crashes only.
+SINK_REPLAY_SKIPPED = Counter(
+    "csync_sink_replay_skipped_total", "Replayed records already written, skipped", ["sink"]
+)
+# Presence changes older than what Redis holds, not applied: replays and reordering, never data loss.
+SINK_STALE_CHANGES = Counter(
+    "csync_sink_stale_changes_total", "Presence changes older than Redis state, not applied"
+)

@@ -1,0 +1,178 @@
+"""One settings object for every process, parsed once at start and passed explicitly.
+
+Every field reads an environment variable of the same name in upper case (``kafka_bootstrap`` ←
+``KAFKA_BOOTSTRAP``). Defaults are the contract's defaults (CONTRACT.md); the README, the demo and the tests use
+them. Nothing here is read at import time: call :func:`Settings.from_env` in ``main``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DAY_MS = 24 * 3600 * 1000
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration of every ClassroomSync process."""
+
+    # --- where the services are
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the teacher presence view (CONTRACT §4)."""
+    clickhouse_url: str = field(
+        default_factory=lambda: f"chdb://{PROJECT_ROOT / '.local' / 'chdb'}"
+    )
+    """``chdb:///abs/path`` (embedded engine) or ``http(s)://user:password@host:port`` (a server)."""
+    clickhouse_database: str = "usage"
+    """ClickHouse database of the usage rollups (CONTRACT §5)."""
+
+    # --- topics (CONTRACT §1); internal ones are ours to name
+    topic_activity: str = "device-activity.v1"
+    """Raw device activity events and envelopes."""
+    topic_roster: str = "roster.v1"
+    """Compacted roster records keyed ``{district_id}:{student_id}``."""
+    topic_dlq: str = "device-activity.dlq.v1"
+    """Rejected input with the reason in headers."""
+    topic_presence: str = "cs-presence-changes.v1"
+    """Internal, compacted: presence as a teacher sees it, per student, emitted only on change."""
+    topic_usage_cells: str = "cs-usage-cells.v1"
+    """Internal: de-identified partial usage cells leaving the workers."""
+    partitions: int = 8
+    """Partitions of the activity, roster and internal topics."""
+    replication_factor: int = 1
+    """Replication factor of every topic we create."""
+
+    # --- retention (privacy policy: strict limits on data retention)
+    retention_activity_ms: int = 7 * DAY_MS
+    """Raw activity topic retention."""
+    retention_dlq_ms: int = 7 * DAY_MS
+    """DLQ retention: rejected raw input rests here only this long."""
+    retention_presence_ms: int = 1 * DAY_MS
+    """Retention of the internal presence-change topic (compacted and deleted)."""
+    retention_usage_cells_ms: int = 7 * DAY_MS
+    """Retention of the internal de-identified usage-cell topic."""
+    presence_ttl_s: int = 24 * 3600
+    """TTL of every Redis presence hash, refreshed on each write."""
+    usage_ttl_days: int = 730
+    """TTL of usage rollup rows in ClickHouse."""
+
+    # --- the contract's rule parameters
+    presence_timeout_s: int = 60
+    """A student is online while their latest active event is at most this old (worker clock)."""
+    max_gap_s: int = 60
+    """An active event attributes at most this much time."""
+    allowed_lateness_s: int = 60
+    """Events later than this behind their device's newest event attribute nothing."""
+    max_event_age_h: int = 72
+    """Events older than this are rejected."""
+    max_future_s: int = 300
+    """Events further than this in the future are rejected."""
+    k_anonymity: int = 10
+    """Minimum distinct students for a cell to appear in the analysts' view."""
+    key_prefix: str = "cs"
+    """Prefix of every Redis key."""
+
+    # --- processes
+    worker_web_host: str = "127.0.0.1"
+    """Bind address of the worker's web server (/metrics, /healthz)."""
+    worker_web_port: int = 6066
+    """Port of the worker's web server; each worker on a host needs its own."""
+    metrics_port: int = 9464
+    """Port of /metrics for sinks and other long-running processes."""
+    collector_host: str = "127.0.0.1"
+    """Bind address of the device collector."""
+    collector_port: int = 8080
+    """Port of the device collector."""
+    data_dir: str = field(default_factory=lambda: str(PROJECT_ROOT / ".local"))
+    """Local state: service data, key files, audit log."""
+
+    # --- sinks (sinks/)
+    sink_clickhouse_metrics_port: int = 9465
+    """Port of /metrics of ``csync sink clickhouse`` (bound to 127.0.0.1)."""
+    sink_redis_metrics_port: int = 9466
+    """Port of /metrics of ``csync sink redis`` (bound to 127.0.0.1)."""
+    usage_read_port: int = 9467
+    """Port of the ClickHouse sink's read-only endpoint for ``csync usage`` (127.0.0.1; public view only)."""
+    sink_flush_interval_s: float = 1.0
+    """A sink flushes its batch at least this often (about one ClickHouse insert per second)."""
+    sink_max_batch: int = 5000
+    """A sink flushes early once it holds this many input records."""
+    sink_group_clickhouse: str = "csync-sink-clickhouse"
+    """Kafka consumer group of the ClickHouse sink."""
+    sink_group_redis: str = "csync-sink-redis"
+    """Kafka consumer group of the Redis sink."""
+    sink_fault_injection: str = ""
+    """TESTS ONLY: e.g. ``fail_inserts=3,crash_after_insert=1,slow_insert_ms=200``; empty in production."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``), then apply ``overrides``."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, hints[f.name], raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated)."""
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject values no process can run with, naming the variable."""
+        positive = (
+            "partitions",
+            "replication_factor",
+            "presence_timeout_s",
+            "max_gap_s",
+            "max_event_age_h",
+            "k_anonymity",
+            "presence_ttl_s",
+            "usage_ttl_days",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be > 0, got {getattr(self, name)!r}")
+        if self.allowed_lateness_s < 0:
+            raise SettingsError(f"ALLOWED_LATENESS_S must be >= 0, got {self.allowed_lateness_s!r}")
+        if not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):
+            raise SettingsError("CLICKHOUSE_URL must start with chdb://, http:// or https://")
+        if not self.key_prefix or ":" in self.key_prefix:
+            raise SettingsError("KEY_PREFIX must be non-empty and contain no ':'")
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+    return raw

@@ -1,0 +1,150 @@
+"""The Kafka topics of CONTRACT §1 and our internal ones, created through aiokafka's admin client.
+
+Partitions, retention and compaction come from settings; ``create_topics`` is idempotent and reports topics
+that already exist with other settings instead of silently accepting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from csync.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as we want it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+    purpose: str
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline needs, with its retention (privacy policy: strict retention limits)."""
+    p = settings.partitions
+    return [
+        TopicSpec(
+            settings.topic_activity,
+            p,
+            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_activity_ms)},
+            "raw device activity (events and envelopes)",
+        ),
+        TopicSpec(
+            settings.topic_roster,
+            p,
+            # Kept until a tombstone (roster removal or district purge); tombstones go after a day.
+            {"cleanup.policy": "compact", "retention.ms": "-1", "delete.retention.ms": "86400000"},
+            "roster records, compacted",
+        ),
+        TopicSpec(
+            settings.topic_dlq,
+            p,
+            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_dlq_ms)},
+            "rejected input with reasons",
+        ),
+        TopicSpec(
+            settings.topic_presence,
+            p,
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(settings.retention_presence_ms),
+                "delete.retention.ms": "3600000",
+            },
+            "internal: presence changes for the Redis sink",
+        ),
+        TopicSpec(
+            settings.topic_usage_cells,
+            p,
+            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_usage_cells_ms)},
+            "internal: de-identified usage rows for the ClickHouse sink",
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """What ``create_topics`` did for one topic."""
+
+    name: str
+    action: str  # "created" | "exists" | "differs"
+    detail: str = ""
+
+
+async def create_topics(
+    settings: Settings, specs: list[TopicSpec] | None = None
+) -> list[TopicReport]:
+    """Create missing topics; for existing ones compare partitions and configs and say what differs."""
+    specs = topic_specs(settings) if specs is None else specs
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        reports: list[TopicReport] = []
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=settings.replication_factor,
+                    topic_configs=s.config,
+                )
+                for s in missing
+            ]
+            # Created concurrently by another process: fine, it is listed as created like the others.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+            reports += [TopicReport(s.name, "created", s.purpose) for s in missing]
+            await _wait_visible(admin, {s.name for s in missing})
+        present = [s for s in specs if s.name in existing]
+        if present:
+            reports += await _compare(admin, present)
+        return reports
+    finally:
+        await admin.close()
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float = 15) -> None:
+    """Return once the broker lists the new topics, so the next client never races their creation."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not names <= set(await admin.list_topics()):
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(names)}")
+        await asyncio.sleep(0.1)
+
+
+async def _compare(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicReport]:
+    described = await admin.describe_topics([s.name for s in specs])
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+    responses = await admin.describe_configs(resources)
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            _err, _msg, _type, name, entries = resource[:5]
+            configs[name] = {entry[0]: entry[1] for entry in entries}
+    reports = []
+    for spec in specs:
+        diffs = []
+        if partitions.get(spec.name) != spec.partitions:
+            diffs.append(f"partitions {partitions.get(spec.name)} != {spec.partitions}")
+        for key, want in spec.config.items():
+            have = configs.get(spec.name, {}).get(key)
+            if have != want:
+                diffs.append(f"{key}={have} (want {want})")
+        if diffs:
+            reports.append(TopicReport(spec.name, "differs", "; ".join(diffs)))
+        else:
+            reports.append(TopicReport(spec.name, "exists"))
+    return reports
