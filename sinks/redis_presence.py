@@ -11,6 +11,10 @@ Per change, one Lua call (all changes of a batch in one pipeline, one round trip
 Set changes come from the roster, whose order the compacted topic keeps per student, so they are applied even
 when the hash write is stale. Every step is idempotent, so re-reading a batch (after an outage or a crash) ends
 in the same state. While Redis is down the loop retries the same batch and commits nothing past it.
+
+If Redis comes back empty (restarted without persistence), the marker key ``{prefix}:sink:presence-loaded``
+is missing: the sink raises :class:`~sinks.runner.SourceRewind` and the loop re-reads the compacted presence
+topic from its beginning, so the view is rebuilt in full rather than only from the changes after the outage.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from csync import metrics
 from schemas.internal import InternalFormatError, PresenceChange
 from sinks.faults import SinkFaults
-from sinks.runner import PermanentSinkError
+from sinks.runner import PermanentSinkError, SourceRewind
 
 # KEYS[1] presence hash; KEYS[2..1+n_add] classes to add to; the rest classes to remove from.
 # ARGV: student_id, name, online, app, sub_app, ts, ttl_s, deleted ("1"/"0"), n_add.
@@ -97,13 +101,16 @@ class RedisPresenceSink:
         key_prefix: str = "cs",
         ttl_s: int = 24 * 3600,
         faults: SinkFaults | None = None,
+        rewind_when_empty: bool = True,
     ) -> None:
         self.redis = redis
+        self.rewind_when_empty = rewind_when_empty
         self.prefix = key_prefix
         self.ttl_s = ttl_s
         self.faults = faults or SinkFaults()
         self._changes: list[PresenceChange] = []
         self._sha: str | None = None
+        self._lost = False
 
     def add(self, record: ConsumerRecord[Any, Any]) -> None:
         """Buffer one presence change."""
@@ -136,12 +143,18 @@ class RedisPresenceSink:
         delay = self.faults.before_write()
         if delay:
             await asyncio.sleep(delay)
+        self._lost = False
         try:
             applied = await self._apply()
         except NoScriptError:
             # Redis restarted and lost its script cache: load the script again, then retry once.
             self._sha = None
             applied = await self._apply()
+        if self.rewind_when_empty and self._lost:
+            # Redis lost everything it held (e.g. restarted without persistence): this batch alone would
+            # leave every other student missing. Re-read the compacted presence topic from its start.
+            self._changes.clear()
+            raise SourceRewind("Redis holds no presence state: replaying the presence topic")
         stale = len(applied) - sum(1 for r in applied if r == 1)
         if stale:
             metrics.SINK_STALE_CHANGES.inc(stale)
@@ -150,14 +163,25 @@ class RedisPresenceSink:
         self._changes.clear()
         self.faults.after_write()
 
+    @property
+    def marker_key(self) -> str:
+        """Set by this sink; its absence means Redis lost its data (restart without persistence)."""
+        return f"{self.prefix}:sink:presence-loaded"
+
     async def _apply(self) -> list[Any]:
         if self._sha is None:
             self._sha = str(await self.redis.script_load(APPLY_CHANGE_LUA))
         pipe = self.redis.pipeline(transaction=False)
+        # SET NX GET: returns None exactly when the marker was missing, i.e. Redis is empty of our state.
+        pipe.set(self.marker_key, "1", nx=True, get=True)
         for change in self._changes:
             keys, argv = change_call(change, self.prefix, self.ttl_s)
             pipe.evalsha(self._sha, len(keys), *keys, *argv)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        marker, *results = await pipe.execute(raise_on_error=False)
+        if isinstance(marker, Exception):
+            raise marker
+        # Remembered across a NOSCRIPT retry: the first attempt already set the marker again.
+        self._lost = self._lost or marker is None
         for result in results:
             if isinstance(result, NoScriptError):
                 raise result

@@ -35,6 +35,10 @@ class PermanentSinkError(RuntimeError):
     """A batch that retrying cannot write (bad schema, undecodable record): the sink must stop."""
 
 
+class SourceRewind(Exception):  # noqa: N818 - a request to the loop, not a failure
+    """The sink's store lost its state: drop the buffer and re-read every assigned partition from the start."""
+
+
 class BatchSink(Protocol):
     """What the loop drives."""
 
@@ -143,6 +147,14 @@ class SinkLoop:
                 started = time.perf_counter()
                 try:
                     await self.sink.flush()
+                except SourceRewind as exc:
+                    log.warning("%s sink: %s", name, exc)
+                    self.sink.discard()
+                    self._next.clear()
+                    assigned = set(self.consumer.assignment())
+                    if assigned:
+                        await self.consumer.seek_to_beginning(*assigned)
+                    return
                 except PermanentSinkError:
                     metrics.SINK_FAILURES.labels(name, "permanent").inc()
                     metrics.SINK_BACKEND_UP.labels(name).set(0)
