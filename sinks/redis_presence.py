@@ -66,9 +66,7 @@ def class_key(prefix: str, district_id: str, class_id: str) -> str:
     return f"{prefix}:class:{district_id}:{class_id}"
 
 
-def change_call(
-    change: PresenceChange, prefix: str, ttl_s: int
-) -> tuple[list[str], list[str]]:
+def change_call(change: PresenceChange, prefix: str, ttl_s: int) -> tuple[list[str], list[str]]:
     """The ``(KEYS, ARGV)`` of :data:`APPLY_CHANGE_LUA` for one change (pure)."""
     online = change.online and not change.deleted
     keys = [presence_key(prefix, change.district_id, change.student_id)]

@@ -1,0 +1,112 @@
+"""The long-running sink processes: ``csync sink clickhouse`` and ``csync sink redis``.
+
+Each reads its internal topic with its own consumer group and manual commits (see :mod:`sinks.runner`),
+serves Prometheus ``/metrics`` on ``127.0.0.1`` (``SINK_CLICKHOUSE_METRICS_PORT`` / ``SINK_REDIS_METRICS_PORT``)
+and stops cleanly on SIGINT/SIGTERM after a last flush and commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+
+from csync.settings import Settings
+from sinks.clickhouse_client import clickhouse_client, redact_url
+from sinks.clickhouse_sink import ClickHouseUsageSink
+from sinks.faults import SinkFaults
+from sinks.migrate import migrate
+from sinks.redis_presence import RedisPresenceSink
+from sinks.runner import BatchSink, SinkLoop
+from sinks.usage_read import read_app
+
+log = logging.getLogger(__name__)
+
+
+def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=settings.sink_max_batch,
+    )
+
+
+async def _run(
+    settings: Settings, sink: BatchSink, topic: str, group: str, stop: asyncio.Event
+) -> None:
+    consumer = _consumer(settings, group)
+    loop = SinkLoop(
+        consumer,
+        sink,
+        flush_interval_s=settings.sink_flush_interval_s,
+        max_batch=settings.sink_max_batch,
+    )
+    consumer.subscribe([topic], listener=loop.listener())
+    await consumer.start()
+    try:
+        await loop.run(stop)
+    finally:
+        await consumer.stop()
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        running.add_signal_handler(sig, stop.set)
+
+
+async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Migrate, then write usage partials to ClickHouse until stopped; serves the analysts' endpoint."""
+    if stop is None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+    log.info("ClickHouse sink: %s, database %s", redact_url(settings.clickhouse_url),
+             settings.clickhouse_database)  # fmt: skip
+    client = await asyncio.to_thread(clickhouse_client, settings.clickhouse_url)
+    await asyncio.to_thread(
+        migrate,
+        client,
+        settings.clickhouse_database,
+        ttl_days=settings.usage_ttl_days,
+        k_anonymity=settings.k_anonymity,
+    )
+    start_http_server(settings.sink_clickhouse_metrics_port, addr="127.0.0.1")
+    runner = web.AppRunner(read_app(client, settings.clickhouse_database))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.usage_read_port).start()
+    sink = ClickHouseUsageSink(
+        client,
+        settings.clickhouse_database,
+        faults=SinkFaults.parse(settings.sink_fault_injection),
+    )
+    try:
+        await _run(settings, sink, settings.topic_usage_cells, settings.sink_group_clickhouse, stop)
+    finally:
+        await runner.cleanup()
+
+
+async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Write presence changes to Redis until stopped."""
+    if stop is None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+    start_http_server(settings.sink_redis_metrics_port, addr="127.0.0.1")
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    sink = RedisPresenceSink(
+        redis,
+        key_prefix=settings.key_prefix,
+        ttl_s=settings.presence_ttl_s,
+        faults=SinkFaults.parse(settings.sink_fault_injection),
+    )
+    try:
+        await _run(settings, sink, settings.topic_presence, settings.sink_group_redis, stop)
+    finally:
+        await redis.aclose()

@@ -1,0 +1,166 @@
+"""Pure parts of the sinks: URL handling, batch identity, fault specs, Lua call encoding, migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from schemas.internal import PresenceChange, UsagePartial
+from sinks.clickhouse_client import ClickHouseUrlError, parse_clickhouse_url, redact_url
+from sinks.clickhouse_sink import ClickHouseUsageSink, dedup_token
+from sinks.faults import InjectedFailure, SimulatedCrash, SinkFaults
+from sinks.migrate import check_identifier, daily_public_view_sql, load_migrations
+from sinks.redis_presence import change_call
+from sinks.runner import Backoff, PermanentSinkError
+from sinks.usage_read import parse_range
+
+
+def test_chdb_url() -> None:
+    target = parse_clickhouse_url("chdb:///var/lib/csync/chdb/")
+    assert (target.kind, target.path) == ("chdb", "/var/lib/csync/chdb")
+
+
+@pytest.mark.parametrize("url", ["chdb://relative/path", "chdb://", "chdb:///", "ftp://h:1"])
+def test_unusable_urls(url: str) -> None:
+    with pytest.raises(ClickHouseUrlError):
+        parse_clickhouse_url(url)
+
+
+def test_http_url_with_credentials() -> None:
+    t = parse_clickhouse_url("https://an%40alyst:s3cr%2Ft@ch.example:8443")
+    assert (t.kind, t.host, t.port, t.username, t.password, t.secure) == (
+        "http", "ch.example", 8443, "an@alyst", "s3cr/t", True,
+    )  # fmt: skip
+    assert "s3cr" not in repr(t)
+
+
+def test_http_url_defaults() -> None:
+    t = parse_clickhouse_url("http://localhost")
+    assert (t.port, t.username, t.password, t.secure) == (8123, "default", "", False)
+    assert parse_clickhouse_url("https://h").port == 8443
+
+
+def test_http_url_with_a_path_is_refused_without_showing_the_password() -> None:
+    with pytest.raises(ClickHouseUrlError) as info:
+        parse_clickhouse_url("http://u:hunter2@h:8123/usage")
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:hunter2@h:8123", "http://u:***@h:8123"),
+        ("https://u:hunter2@[::1]:8443", "https://u:***@[::1]:8443"),
+        ("http://h:8123", "http://h:8123"),
+        ("chdb:///x", "chdb:///x"),
+        ("http://u:hunter2@h:notaport", "http://***"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert "hunter2" not in redact_url(url)
+    assert redact_url(url).startswith(shown)
+
+
+def test_dedup_token_is_the_batch_identity() -> None:
+    a = dedup_token({0: (10, 19, 10), 3: (5, 5, 1)})
+    assert a == dedup_token({3: (5, 5, 1), 0: (10, 19, 10)})  # order of partitions does not matter
+    assert a != dedup_token({0: (10, 20, 11), 3: (5, 5, 1)})
+    assert a != dedup_token({0: (10, 19, 10)})
+    assert len(a) <= 64
+
+
+def _usage_record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    value = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, 10), (60, "docs", "y", 2, 20))).encode()
+    return ConsumerRecord("u", partition, offset, 0, 0, None, value, None, 0, len(value), [])
+
+
+def test_batching_tracks_ranges_and_skips_written_offsets() -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    sink._written = {0: 4}
+    for offset in range(3, 8):
+        sink.add(_usage_record(0, offset))
+    sink.add(_usage_record(2, 0))
+    assert len(sink) == 4 and sink.rows == 8
+    assert sink._ranges == {0: (5, 7, 3), 2: (0, 0, 1)}
+    assert sink.batch_token() == dedup_token({0: (5, 7, 3), 2: (0, 0, 1)})
+    sink.discard()
+    assert len(sink) == 0 and sink.rows == 0
+
+
+def test_out_of_range_row_is_permanent() -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    value = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, -5),)).encode()
+    with pytest.raises(PermanentSinkError):
+        sink.add(ConsumerRecord("u", 0, 0, 0, 0, None, value, None, 0, len(value), []))
+
+
+def test_fault_spec() -> None:
+    faults = SinkFaults.parse("fail_inserts=2, crash_after_insert=1,slow_insert_ms=50")
+    assert faults == SinkFaults(2, 1, 50)
+    assert SinkFaults.parse("") == SinkFaults()
+    with pytest.raises(ValueError):
+        SinkFaults.parse("drop_everything=1")
+    for _ in range(2):
+        with pytest.raises(InjectedFailure):
+            faults.before_write()
+    assert faults.before_write() == 0.05
+    with pytest.raises(SimulatedCrash):
+        faults.after_write()
+    faults.after_write()  # fired once only
+
+
+def test_backoff_doubles_to_a_cap_and_resets() -> None:
+    b = Backoff(first=0.5, cap=3)
+    assert [b.next() for _ in range(5)] == [0.5, 1, 2, 3, 3]
+    b.reset()
+    assert b.next() == 0.5
+
+
+def _change(**kw: object) -> PresenceChange:
+    base = dict(district_id="d", student_id="s", name="N", online=True, app="a", sub_app="b", ts=7)
+    base.update(kw)
+    return PresenceChange(**base)  # type: ignore[arg-type]
+
+
+def test_lua_call_for_an_online_change() -> None:
+    keys, argv = change_call(_change(classes_add=("c1",), classes_remove=("c2",)), "cs", 60)
+    assert keys == ["cs:presence:d:s", "cs:class:d:c1", "cs:class:d:c2"]
+    assert argv == ["s", "N", "1", "a", "b", "7", "60", "0", "1"]
+
+
+def test_lua_call_offline_blanks_app_and_sub_app() -> None:
+    _, argv = change_call(_change(online=False), "cs", 60)
+    assert argv[2:5] == ["0", "", ""]
+
+
+def test_lua_call_for_a_delete_adds_to_no_class() -> None:
+    keys, argv = change_call(
+        _change(deleted=True, classes_add=("x",), classes_remove=("c",)), "p", 9
+    )
+    assert keys == ["p:presence:d:s", "p:class:d:c"]
+    assert argv[7:] == ["1", "0"]
+
+
+def test_migrations_are_numbered_and_split() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    statements = migrations[0].statements("u_x", 30)
+    assert all("{db}" not in s and "{ttl_days}" not in s for s in statements)
+    assert any("INTERVAL 30 DAY" in s for s in statements)
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS u_x.app_minute\n") for s in statements)
+
+
+def test_view_sql_and_identifiers() -> None:
+    assert "students >= 7" in daily_public_view_sql("usage", 7)
+    with pytest.raises(ValueError):
+        check_identifier("usage; DROP TABLE x")
+
+
+def test_parse_range() -> None:
+    assert parse_range({"from": "2026-01-01", "to": "2026-01-31"}) == (
+        dt.date(2026, 1, 1), dt.date(2026, 1, 31), None,
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        parse_range({"from": "2026-02-01", "to": "2026-01-31"})
