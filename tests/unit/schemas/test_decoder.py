@@ -239,3 +239,43 @@ def test_encode_then_decode_round_trips(events: list[ActivityEvent]) -> None:
         assert single.event == e
     outcomes = decode_record(encode_envelope(events), NOW)
     assert [o.event for o in outcomes] == events
+
+
+_member_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-1, max_value=2),
+    st.just(NOW - 5000),
+    st.just(1.0),
+    st.sampled_from(["", "web", "docs", "idle", "logout", "app_focus", "a b", "x\ny", "é"]),
+    st.just("https://www.example.org/a"),
+    st.just("ftp://x"),
+    st.lists(st.just("v"), max_size=1),
+)
+_mutation = st.dictionaries(
+    st.sampled_from(
+        ["v", "event_id", "kind", "ts", "district_id", "student_id", "device_id", "app"]
+        + ["sub_app", "url", "extra"]
+    ),
+    _member_values | st.just(...),
+    max_size=2,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_mutation, st.just({})), min_size=1, max_size=6), st.booleans())
+def test_envelope_fast_path_equals_per_member_path(
+    mutations: list[dict[str, Any]], odd_member: bool
+) -> None:
+    members: list[Any] = [event(**{"event_id": f"e{i}", **m}) for i, m in enumerate(mutations)]
+    if odd_member:
+        members.append("v")  # a string member whose characters look like keys
+    raw = orjson.dumps(members)
+    parsed = orjson.loads(raw)
+    window = (NOW - 72 * 3_600_000, NOW + 300_000)
+    expected = decoder._envelope_per_member(parsed, *window)
+    assert decode_record(raw, NOW) == expected
+    fast = decoder._envelope_fast(orjson.loads(raw), *window)
+    assert fast is None or fast == expected
+    if all(not m for m in mutations) and not odd_member:
+        assert fast is not None  # plain valid envelopes take the fast path

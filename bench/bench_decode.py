@@ -1,0 +1,124 @@
+"""Decoder throughput beside plain ``orjson.loads`` of the same bytes, in the same run.
+
+Builds realistic device activity (heartbeats, app switches, web visits with URLs, idle/logout) as
+single-event records and as envelopes of 500 events, then times :func:`schemas.decoder.decode_record`
+against ``orjson.loads`` over all of them. Median of ``--runs`` runs. Target: ratio ≥ 0.3.
+
+    .venv/bin/python bench/bench_decode.py [--events 100000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+import orjson
+
+from schemas.decoder import DEFAULT_LIMITS, decode_record
+
+NOW_MS = 1_764_378_000_000
+APPS = ["docs", "slides", "sheets", "math-quest", "reading-eggs", "scratch", "classroom", "meet"]
+SITES = ["www.khanacademy.org", "en.wikipedia.org", "www.pbs.org", "code.org", "www.desmos.com"]
+SITES += [f"site{i}.example.org" for i in range(45)]
+
+
+def build_events(count: int, seed: int = 1) -> list[dict[str, object]]:
+    """``count`` events of 2,000 students in time order, with a realistic kind mix.
+
+    As real devices do, a heartbeat repeats the student's current app (and page URL); an
+    ``app_focus`` moves to another app or page (40 % of them web pages with a URL).
+    """
+    rng = random.Random(seed)
+    focus: dict[int, dict[str, object]] = {}
+    events: list[dict[str, object]] = []
+    for i in range(count):
+        student = rng.randrange(2000)
+        roll = rng.random()
+        kind = "heartbeat" if roll < 0.75 else "app_focus" if roll < 0.95 else "idle"
+        if roll > 0.99:
+            kind = "logout"
+        if kind == "app_focus" or (kind == "heartbeat" and student not in focus):
+            if rng.random() < 0.4:
+                page = f"/page/{rng.randrange(1000)}?ref=cs"
+                focus[student] = {"app": "web", "url": f"https://{rng.choice(SITES)}{page}"}
+            else:
+                focus[student] = {"app": rng.choice(APPS), "sub_app": f"unit-{rng.randrange(12)}"}
+        event: dict[str, object] = {
+            "v": 1,
+            "event_id": f"{student:05d}-{i:010d}-{rng.getrandbits(32):08x}",
+            "kind": kind,
+            "ts": NOW_MS - 60_000 + i * 3,
+            "district_id": f"d-{student % 4:03d}",
+            "student_id": f"s-{student:06d}",
+            "device_id": f"cb-{student:06d}",
+        }
+        if kind in ("heartbeat", "app_focus"):
+            event.update(focus[student])
+        else:
+            focus.pop(student, None)
+        events.append(event)
+    return events
+
+
+def records(
+    events: list[dict[str, object]], envelope_size: int, single_share: float
+) -> list[bytes]:
+    """``single_share`` of the events as single-event records, the rest in envelopes."""
+    cut = int(len(events) * single_share)
+    singles = [orjson.dumps(e) for e in events[:cut]]
+    rest = events[cut:]
+    envelopes = [
+        orjson.dumps(rest[i : i + envelope_size]) for i in range(0, len(rest), envelope_size)
+    ]
+    return singles + envelopes
+
+
+def _time(fn: Callable[[bytes], object], data: list[bytes]) -> float:
+    start = time.perf_counter()
+    for raw in data:
+        fn(raw)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--envelope-size", type=int, default=500)
+    parser.add_argument(
+        "--single-share",
+        type=float,
+        default=0.1,
+        help="share of events sent as single-event records (kcat-like producers); the rest come "
+        "in envelopes, as from our collector and simulator",
+    )
+    args = parser.parse_args()
+
+    events = build_events(args.events)
+    data = records(events, args.envelope_size, args.single_share)
+    decoded = sum(1 for raw in data for o in decode_record(raw, NOW_MS) if o.event is not None)
+    assert decoded == len(events), f"only {decoded}/{len(events)} events valid"
+
+    def decode(raw: bytes) -> object:
+        return decode_record(raw, NOW_MS, DEFAULT_LIMITS)
+
+    decode_times, load_times = [], []
+    for _ in range(args.runs):  # interleaved, so drift of the machine hits both alike
+        load_times.append(_time(orjson.loads, data))
+        decode_times.append(_time(decode, data))
+    decode_rate = len(events) / statistics.median(decode_times)
+    load_rate = len(events) / statistics.median(load_times)
+    size = sum(map(len, data))
+    print(f"{len(events)} events in {len(data)} records ({size / len(events):.0f} B/event)")
+    print(f"decode_record: {decode_rate:,.0f} events/s   orjson.loads: {load_rate:,.0f} events/s")
+    print(
+        f"RESULT decode_events_per_s={decode_rate:.0f} "
+        f"baseline_events_per_s={load_rate:.0f} ratio={decode_rate / load_rate:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
