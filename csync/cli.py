@@ -100,5 +100,10 @@ def topics_create() -> None:
         sys.exit(1)
 
 
+from ops.cli import lag as lag_command  # noqa: E402 - each team's commands are mounted here
+
+main.add_command(lag_command)
+
+
 if __name__ == "__main__":
     main()

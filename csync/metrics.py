@@ -46,3 +46,31 @@ SINK_REPLAY_SKIPPED = Counter(
 SINK_STALE_CHANGES = Counter(
     "csync_sink_stale_changes_total", "Presence changes older than Redis state, not applied"
 )
+# Students online now, per district (a count only): the teacher view's population; 0 in school hours = an outage.
+ONLINE_STUDENTS = Gauge("csync_online_students", "Students online now (count)", ["district"])
+
+# --- collector (producers/)
+# HTTP requests of devices by status code: 4xx = a broken device build, 5xx/429 = we turned devices away.
+COLLECTOR_REQUESTS = Counter("csync_collector_requests_total", "Collector HTTP requests", ["status"])
+# Events the collector accepted (produced to Kafka) or rejected (outcome label): device-side input health.
+COLLECTOR_EVENTS = Counter("csync_collector_events_total", "Collector events", ["outcome"])
+
+# --- consumer lag (ops/lag_monitor.py; labels are group/topic/partition, never a person)
+# Records a group still has to read on a partition (end offset − committed offset, as kafka-consumer-groups).
+LAG_OFFSETS = Gauge(
+    "csync_lag_offsets", "Offset lag per partition", ["group", "topic", "partition"]
+)
+# Seconds the group is behind on a partition (kafka-lag-exporter interpolation): staleness a teacher sees.
+LAG_SECONDS = Gauge(
+    "csync_lag_seconds", "Estimated time lag per partition", ["group", "topic", "partition"]
+)
+# Committed offset per partition: its rate is the group's consumption throughput.
+COMMITTED_OFFSET = Gauge(
+    "csync_committed_offset", "Committed offset per partition", ["group", "topic", "partition"]
+)
+# Partition end offset (high watermark): its rate is the produce throughput of a topic.
+END_OFFSET = Gauge("csync_end_offset", "Partition end offset", ["topic", "partition"])
+# 1 for the group's current Burrow status (OK/WARN/STALL/STOP/REWIND/ERR), 0 for the others: alert on STALL/STOP.
+LAG_STATUS = Gauge("csync_lag_group_status", "Burrow-style status of a group", ["group", "status"])
+# Samples of the lag monitor by outcome (ok/error): errors mean the monitor cannot read the broker.
+LAG_SAMPLES = Counter("csync_lag_samples_total", "Lag monitor samples", ["outcome"])

@@ -116,6 +116,18 @@ class Settings:
     sink_fault_injection: str = ""
     """TESTS ONLY: e.g. ``fail_inserts=3,crash_after_insert=1,slow_insert_ms=200``; empty in production."""
 
+    # --- operations (ops/)
+    lag_metrics_port: int = 9468
+    """Port of /metrics, /healthz, /readyz of ``csync lag serve`` (127.0.0.1; 0 = pick a free one, logged)."""
+    lag_group_prefix: str = "csync-"
+    """``csync lag`` watches the consumer groups whose id starts with this (worker, faust app, sinks)."""
+    lag_sample_interval_s: float = 5.0
+    """Seconds between two samples of committed and end offsets."""
+    lag_window: int = 10
+    """Burrow's sliding window: commits kept per partition for the status rules (10 × interval)."""
+    lag_table_points: int = 60
+    """Points (end offset, wall time) kept per partition to interpolate time lag (kafka-lag-exporter)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``env`` (default: ``os.environ``), then apply ``overrides``."""

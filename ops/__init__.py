@@ -1,0 +1,1 @@
+"""Operations: metrics/health endpoints, consumer lag monitoring."""
