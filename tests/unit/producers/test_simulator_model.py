@@ -1,0 +1,87 @@
+"""The simulator's model: deterministic, valid on the wire, perturbations as configured."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+
+from producers.simulator_model import (
+    APPS,
+    SITES,
+    InvalidEvent,
+    SimulationConfig,
+    build_population,
+    generate,
+    valid_events,
+    wire_object,
+)
+from producers.truth import TruthParams, ground_truth
+from schemas.decoder import decode_record
+from schemas.event import ActivityEvent
+
+START = 1_764_403_200_000  # 2025-11-29T08:00:00Z
+NOW = START + 3_600_000
+
+
+def test_catalogue_size() -> None:
+    assert len(APPS) >= 30
+    assert len(SITES) >= 50
+
+
+def test_same_seed_same_items_other_seed_other_items() -> None:
+    config = SimulationConfig(seed=3, dup_rate=0.05, reorder_rate=0.05, invalid_rate=0.02)
+    assert generate(config, START, 2000) == generate(config, START, 2000)
+    other = SimulationConfig(seed=4, dup_rate=0.05, reorder_rate=0.05, invalid_rate=0.02)
+    assert generate(other, START, 2000) != generate(config, START, 2000)
+
+
+def test_population_has_second_devices_classes_and_names() -> None:
+    students = build_population(SimulationConfig(districts=2))
+    assert {s.district_id for s in students} == {"d-001", "d-002"}
+    assert any(len(s.devices) == 2 for s in students)
+    assert all(s.classes and " " in s.name for s in students)
+    assert len({s.student_id for s in students}) == len(students)
+
+
+def test_wire_objects_decode_back_to_the_events_and_invalid_ones_are_rejected() -> None:
+    items = generate(SimulationConfig(seed=1, invalid_rate=0.05), START, 5000)
+    kinds: Counter[str] = Counter()
+    for item in items:
+        (outcome,) = decode_record(orjson.dumps(wire_object(item)), NOW)
+        if isinstance(item, InvalidEvent):
+            assert outcome.rejection is not None
+            assert outcome.rejection.reason == item.reason
+        else:
+            assert outcome.event == item
+            kinds[item.kind] += 1
+    assert set(kinds) == {"app_focus", "heartbeat", "idle", "logout"} or set(kinds) >= {
+        "app_focus",
+        "heartbeat",
+        "idle",
+    }
+    assert kinds["heartbeat"] > kinds["app_focus"]
+    web = [i for i in items if isinstance(i, ActivityEvent) and i.app == "web"]
+    assert web and all("url" in wire_object(i) for i in web)
+
+
+def test_heartbeats_come_about_every_ten_seconds_per_device() -> None:
+    events = valid_events(generate(SimulationConfig(seed=2), START, 3000))
+    by_device: dict[str, list[int]] = {}
+    for e in events:
+        by_device.setdefault(e.device_id, []).append(e.ts)
+    gaps = [b - a for ts in by_device.values() for a, b in zip(ts, ts[1:], strict=False)]
+    assert sorted(gaps)[len(gaps) // 2] in range(9_500, 10_501)
+
+
+def test_duplicates_and_reordering_stay_within_the_lateness() -> None:
+    config = SimulationConfig(seed=5, dup_rate=0.05, reorder_rate=0.1)
+    items = generate(config, START, 20_000)
+    events = valid_events(items)
+    truth = ground_truth(events, TruthParams(), NOW)
+    ids = Counter((e.device_id, e.event_id) for e in events)
+    assert truth.duplicates == sum(n - 1 for n in ids.values()) > 0
+    assert truth.late_events == 0
+    in_order = sorted(set(events), key=lambda e: (e.device_id, e.ts))
+    assert events != in_order  # really out of order somewhere
+    assert ground_truth(in_order, TruthParams(), NOW).cells == truth.cells
