@@ -36,6 +36,9 @@ class View(NamedTuple):
 
 
 OFFLINE_UNKNOWN = View("", False, "", "")
+# Before anything was emitted: differs from every real view, so the first event always writes a
+# hash.
+NEVER_SHOWN = View("\x00", False, "", "")
 
 
 class StudentPresence(NamedTuple):
@@ -73,7 +76,7 @@ class StudentPresence(NamedTuple):
 def new_student(district_id: str, student_id: str) -> StudentPresence:
     """The state of a student we know nothing about yet."""
     return StudentPresence(
-        district_id, student_id, "", (), -1, "", "", "", frozenset(), OFFLINE_UNKNOWN
+        district_id, student_id, "", (), -1, "", "", "", frozenset(), NEVER_SHOWN
     )
 
 
@@ -138,7 +141,7 @@ def apply_roster(
     A record emits a change when the name or the classes change.
     """
     if name is None:
-        if state.kind == "" and not state.classes and state.shown == OFFLINE_UNKNOWN:
+        if state.shown == NEVER_SHOWN:
             return None, None  # nothing was ever shown for this student
         return None, _change(state, OFFLINE_UNKNOWN, classes_remove=state.classes, deleted=True)
     classes = tuple(sorted(set(classes)))

@@ -65,8 +65,9 @@ def test_tie_later_arrival_wins_but_a_repeat_changes_nothing() -> None:
 
 def test_old_event_replayed_is_offline_by_worker_clock() -> None:
     book = PresenceBook(T)
-    assert book.on_event(ev("a", "app_focus", 0, "docs"), now_ms=10 * T) is None
-    assert book.states["d1:s1"].ts == 0
+    ch = book.on_event(ev("a", "app_focus", 0, "docs"), now_ms=10 * T)
+    assert ch is not None and not ch.online and ch.ts == 0  # first sight writes the hash
+    assert book.on_event(ev("b", "app_focus", 1, "docs"), now_ms=10 * T) is None
 
 
 def test_timeout_boundary_is_inclusive() -> None:
@@ -126,7 +127,7 @@ def test_any_arrival_order_gives_the_newest_event_as_state() -> None:
         order = events + rnd.sample(events, k=len(events) // 2)  # with duplicates
         rnd.shuffle(order)
         book = PresenceBook(T)
-        shown = View("", False, "", "")
+        shown = View("\x00", False, "", "")
         for e in order:
             ch = book.on_event(e, now_ms=50_000)
             if ch is not None:

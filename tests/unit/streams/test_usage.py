@@ -126,7 +126,7 @@ def test_late_event_is_dropped_and_counted() -> None:
         book.on_event(ev("d", "app_focus", 140_000, "web"), 0, out) is True
     )  # exactly at the limit
     book.close_silent(10**12, out)
-    apps = Counter()
+    apps: Counter[str] = Counter()
     for _k, s, e, app, _sub in out:
         apps[app] += e - s
     assert apps == {"docs": 60_000 + 60_000, "web": 60_000}

@@ -1,0 +1,430 @@
+"""The worker's Kafka loop: deterministic batches, a write-ahead intent log and partition snapshots.
+
+Crash safety — why not ``processing_guarantee="exactly_once"``: faust-streaming's transactional
+mode has open
+reports of duplicates after a kill (faust-streaming/faust#517), sends outside the transaction
+(#177), crashes
+on rebalance (#323) and at start (#440); its at-least-once commit tracking has an open bug
+committing past an
+in-flight message (#606). And faust's per-record overhead (≈4k records/s) is far below our target.
+So the hot
+path is plain aiokafka inside the faust app, and exactness comes from determinism instead of
+transactions:
+
+1. A batch of one partition is an :class:`~streams.partition.Intent`: the offset ranges of the
+activity and
+   roster records it covers and the clock ``now_ms`` it uses.
+   :func:`~streams.partition.process_batch` is a
+   deterministic function of (state, intent, records).
+2. Before emitting anything of a batch, the worker writes its intent to the partition's slot of the
+internal
+   state topic and waits for the ack. Only then it emits the batch's presence changes, usage partial
+   (``src = (partition, first_offset, last_offset)``), DLQ records and re-routed events, and waits
+   for their
+   acks before the next intent of that partition. Every few seconds it writes a snapshot of the
+   partition
+   state (after the outputs of every earlier intent were acked).
+3. Recovery of a partition (start, rebalance, after ``kill -9``): load the last snapshot, replay
+every later
+   intent over exactly the same records with the recorded ``now_ms``. All but the last intent had
+   their
+   outputs acked: they are replayed silently. The last one is replayed *with* its outputs: the
+   usage partial is
+   byte-identical and has the same ``src`` (the ClickHouse sink dedups by it), presence changes are
+   idempotent (last write wins by ``ts``). DLQ records and re-routed events of that one batch may
+   appear twice:
+   a re-routed duplicate is dropped by the receiving partition's event-id dedup or lateness rule.
+
+So the state after recovery is exactly the state consistent with the intents, whatever the
+committed group
+offsets say (we commit them after each snapshot only for lag monitoring). Limitation: without
+transactions
+nothing fences a zombie worker still writing after losing its partition; replay skips intents that
+do not
+continue the state's offsets, which covers duplicate intents but not diverging ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from csync import metrics
+from csync.settings import Settings
+from csync.topics import TopicSpec, create_topics, topic_specs
+from schemas.decoder import Limits
+from schemas.internal import UsagePartial
+from streams.keys import DayKeyExchange
+from streams.partition import (
+    Intent,
+    Outputs,
+    Params,
+    PartitionState,
+    Record,
+    decode_snapshot,
+    encode_snapshot,
+    new_state,
+    process_batch,
+)
+from streams.usage import UsageRules, to_rows
+
+log = logging.getLogger(__name__)
+INTENT_KEY = b"intent"
+SNAPSHOT_KEY = b"snap"
+
+
+class DlqRateExceeded(RuntimeError):
+    """Most recent events are invalid: a bug upstream or here; stop loudly instead of emptying the
+    stream."""
+
+
+def params_of(settings: Settings) -> Params:
+    """Rule parameters from settings."""
+    rules = UsageRules(
+        max_gap_ms=settings.max_gap_s * 1000,
+        lateness_ms=settings.allowed_lateness_s * 1000,
+        close_after_ms=settings.usage_close_after_s * 1000,
+        evict_after_ms=settings.usage_evict_after_s * 1000,
+    )
+    return Params(
+        settings.partitions,
+        settings.presence_timeout_s * 1000,
+        rules,
+        Limits.from_settings(settings),
+        settings.topic_activity,
+    )
+
+
+def worker_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The public topics plus the worker's internal ones (state log, day keys)."""
+    day = 86_400_000
+    return [
+        *topic_specs(settings),
+        TopicSpec(
+            settings.topic_worker_state,
+            settings.partitions,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(day),
+                "max.message.bytes": str(64 * 1024 * 1024),
+            },
+            "internal: per-partition intents and snapshots of the stream workers",
+        ),
+        TopicSpec(
+            settings.topic_day_keys,
+            1,
+            {"cleanup.policy": "compact", "delete.retention.ms": "60000"},
+            "internal: daily student-token keys, destroyed after the day closes",
+        ),
+    ]
+
+
+class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One worker process: consumes its partitions, processes, emits, snapshots."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.params = params_of(settings)
+        self.states: dict[int, PartitionState] = {}
+        self._intents_since_snap: dict[int, int] = {}
+        self._last_snap: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+        self._invalid_window: deque[bool] = deque(maxlen=1000)
+        self.processed_events = 0
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.reader: AIOKafkaConsumer | None = None
+        self.keys: DayKeyExchange | None = None
+        self._stopping = False
+
+    # --- lifecycle
+
+    async def start(self) -> None:
+        s = self.s
+        await create_topics(s, worker_topic_specs(s))
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=s.worker_linger_ms,
+            max_request_size=64 * 1024 * 1024,
+            max_batch_size=1024 * 1024,
+        )
+        await self.producer.start()
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=64 * 1024 * 1024,
+        )
+        await self.reader.start()
+        self.keys = DayKeyExchange(s, self.producer)
+        await self.keys.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.worker_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=s.worker_fetch_bytes,
+            fetch_max_bytes=s.worker_fetch_bytes * 4,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([s.topic_activity, s.topic_roster], listener=self)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        async with self._lock:
+            for p in list(self.states):
+                await self._snapshot(p)
+        for client in (self.consumer, self.reader, self.keys, self.producer):
+            if client is not None:
+                await client.stop()
+
+    async def run(self) -> None:
+        """Consume and process until cancelled. Raises :class:`DlqRateExceeded` on a DLQ flood."""
+        assert self.consumer is not None  # noqa: S101 - start() first
+        while not self._stopping:
+            batch = await self.consumer.getmany(
+                timeout_ms=self.s.worker_batch_ms, max_records=self.s.worker_batch_max
+            )
+            async with self._lock:
+                await self._handle(batch)
+
+    # --- rebalance
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in revoked:
+                if tp.topic == self.s.topic_activity and tp.partition in self.states:
+                    await self._snapshot(tp.partition)
+                    del self.states[tp.partition]
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in assigned:
+                if tp.topic == self.s.topic_activity and tp.partition not in self.states:
+                    await self._recover(tp.partition)
+            assert self.consumer is not None  # noqa: S101
+            for tp in assigned:
+                state = self.states.get(tp.partition)
+                if state is None:
+                    continue  # roster partition without its activity partition: not ours
+                nxt = state.act_next if tp.topic == self.s.topic_activity else state.roster_next
+                self.consumer.seek(tp, nxt)
+
+    # --- the hot path
+
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now = int(time.time() * 1000)
+        act: dict[int, list[Record]] = {}
+        roster: dict[int, list[Record]] = {}
+        for tp, msgs in batch.items():
+            state = self.states.get(tp.partition)
+            if state is None:
+                continue
+            is_act = tp.topic == self.s.topic_activity
+            floor = state.act_next if is_act else state.roster_next
+            recs = [(m.offset, m.key, m.value, tuple(m.headers)) for m in msgs if m.offset >= floor]
+            if recs:
+                (act if is_act else roster).setdefault(tp.partition, []).extend(recs)
+        for p, state in list(self.states.items()):
+            a, r = act.get(p, []), roster.get(p, [])
+            close = now - state.last_close_ms >= self.params.close_every_ms
+            if not a and not r and not close:
+                continue
+            intent = Intent(
+                p,
+                state.act_next,  # not a[0][0]: a gap (compaction, txn markers) stays covered
+                a[-1][0] if a else state.act_next - 1,
+                state.roster_next,
+                r[-1][0] if r else state.roster_next - 1,
+                now,
+                close,
+                0 if a else state.ticks + 1,
+            )
+            out = process_batch(state, a, r, intent, self.params)
+            if not a and not r and out.empty():
+                continue
+            await self._emit(intent, out, write_intent=True)
+            self.processed_events += out.valid
+            await self._maybe_snapshot(p)
+
+    async def _emit(self, intent: Intent, out: Outputs, write_intent: bool) -> None:
+        producer, s = self.producer, self.s
+        assert producer is not None and self.keys is not None  # noqa: S101
+        rows = []
+        if out.intervals:
+            days = {start // 86_400_000 for _k, start, _e, _a, _s in out.intervals}
+            days |= {(end - 1) // 86_400_000 for _k, _s, end, _a, _sub in out.intervals}
+            await self.keys.ensure(days)
+            rows = to_rows(out.intervals, self.keys.store.token)
+        if write_intent:
+            await (
+                await producer.send(
+                    s.topic_worker_state,
+                    _encode_intent(intent),
+                    key=INTENT_KEY,
+                    partition=intent.partition,
+                )
+            )
+            self._intents_since_snap[intent.partition] = (
+                self._intents_since_snap.get(intent.partition, 0) + 1
+            )
+        futs = []
+        if rows:
+            partial = UsagePartial(intent.partition, *intent.src[1:], rows=tuple(rows))
+            futs.append(
+                await producer.send(
+                    s.topic_usage_cells, partial.encode(), partition=intent.partition
+                )
+            )
+        for ch in out.presence:
+            futs.append(await producer.send(s.topic_presence, ch.encode(), key=ch.key))
+        for key, raw, headers in out.dlq:
+            futs.append(
+                await producer.send(
+                    s.topic_dlq, raw, key=key, headers=headers, partition=intent.partition
+                )
+            )
+        for target, key, raw in out.reroute:
+            futs.append(await producer.send(s.topic_activity, raw, key=key, partition=target))
+        if futs:
+            await asyncio.gather(*futs)
+        self._metrics(out, len(rows))
+
+    def _metrics(self, out: Outputs, rows: int) -> None:
+        metrics.EVENTS_VALID.inc(out.valid)
+        for reason, n in out.invalid.items():
+            metrics.EVENTS_INVALID.labels(reason).inc(n)
+            metrics.DLQ_RECORDS.labels(reason).inc(n)
+        for f, n in out.dropped_fields.items():
+            metrics.FIELDS_DROPPED.labels(f).inc(n)
+        metrics.LATE_EVENTS.inc(out.late)
+        metrics.PRESENCE_CHANGES.inc(len(out.presence))
+        metrics.USAGE_ROWS.inc(rows)
+        metrics.REROUTED_EVENTS.inc(len(out.reroute))
+        invalid = sum(out.invalid.values())
+        self._invalid_window.extend([True] * min(invalid, 1000))
+        self._invalid_window.extend([False] * min(out.valid + len(out.reroute), 1000))
+        window = self._invalid_window
+        if len(window) == window.maxlen and sum(window) * 2 > len(window):
+            raise DlqRateExceeded(
+                f"{sum(window)} of the last {len(window)} events were invalid: stopping"
+            )
+
+    # --- snapshots and recovery
+
+    async def _maybe_snapshot(self, p: int) -> None:
+        last = self._last_snap.get(p, 0.0)
+        if (
+            time.monotonic() - last >= self.s.worker_snapshot_s
+            or self._intents_since_snap.get(p, 0) >= 500
+        ):
+            await self._snapshot(p)
+
+    async def _snapshot(self, p: int) -> None:
+        state = self.states.get(p)
+        if state is None or self.producer is None:
+            return
+        await (
+            await self.producer.send(
+                self.s.topic_worker_state, encode_snapshot(state), key=SNAPSHOT_KEY, partition=p
+            )
+        )
+        self._last_snap[p] = time.monotonic()
+        self._intents_since_snap[p] = 0
+        if self.consumer is not None:
+            offsets = {TopicPartition(self.s.topic_activity, p): state.act_next}
+            if state.roster_next:
+                offsets[TopicPartition(self.s.topic_roster, p)] = state.roster_next
+            try:
+                await self.consumer.commit(offsets)
+            except Exception:  # noqa: BLE001 - informational only (lag monitoring)
+                log.warning("offset commit failed for partition %d", p, exc_info=True)
+
+    async def _recover(self, p: int) -> None:
+        """Rebuild partition ``p`` from its last snapshot and the intents after it."""
+        records = await self._read(TopicPartition(self.s.topic_worker_state, p), tail=2000)
+        snap_at = max((i for i, m in enumerate(records) if m.key == SNAPSHOT_KEY), default=-1)
+        if snap_at < 0 and records and records[0].offset > 0:
+            records = await self._read(TopicPartition(self.s.topic_worker_state, p), tail=None)
+            snap_at = max((i for i, m in enumerate(records) if m.key == SNAPSHOT_KEY), default=-1)
+        if snap_at >= 0:
+            state = decode_snapshot(records[snap_at].value, self.params)
+        else:
+            state = new_state(p, self.params)
+            state.act_next = await self._beginning(TopicPartition(self.s.topic_activity, p))
+            state.roster_next = await self._beginning(TopicPartition(self.s.topic_roster, p))
+        intents = [_decode_intent(m.value) for m in records[snap_at + 1 :] if m.key == INTENT_KEY]
+        intents = [i for i in intents if i.act_first == state.act_next]  # drop stale duplicates
+        for n, intent in enumerate(intents):
+            act = await self._range(self.s.topic_activity, p, intent.act_first, intent.act_last)
+            ros = await self._range(self.s.topic_roster, p, intent.roster_first, intent.roster_last)
+            out = process_batch(state, act, ros, intent, self.params)
+            if n == len(intents) - 1:
+                await self._emit(intent, out, write_intent=False)
+        self.states[p] = state
+        self._last_snap[p] = 0.0
+        log.info("partition %d recovered: %d intents replayed", p, len(intents))
+        await self._snapshot(p)
+
+    async def _beginning(self, tp: TopicPartition) -> int:
+        assert self.reader is not None  # noqa: S101
+        offsets = await self.reader.beginning_offsets([tp])
+        return int(offsets[tp])
+
+    async def _read(self, tp: TopicPartition, tail: int | None) -> list[Any]:
+        assert self.reader is not None  # noqa: S101
+        reader = self.reader
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]
+        begin = (await reader.beginning_offsets([tp]))[tp]
+        start = begin if tail is None else max(begin, end - tail)
+        out: list[Any] = []
+        if start >= end:
+            return out
+        reader.seek(tp, start)
+        while True:
+            got = await reader.getmany(tp, timeout_ms=1000)
+            for m in got.get(tp, []):
+                if m.offset < end:
+                    out.append(m)
+            if (out and out[-1].offset >= end - 1) or await reader.position(tp) >= end:
+                return out
+
+    async def _range(self, topic: str, p: int, first: int, last: int) -> list[Record]:
+        if first > last:
+            return []
+        assert self.reader is not None  # noqa: S101
+        tp = TopicPartition(topic, p)
+        reader = self.reader
+        reader.assign([tp])
+        reader.seek(tp, first)
+        out: list[Record] = []
+        while True:
+            got = await reader.getmany(tp, timeout_ms=1000)
+            for m in got.get(tp, []):
+                if first <= m.offset <= last:
+                    out.append((m.offset, m.key, m.value, tuple(m.headers)))
+            if await reader.position(tp) > last:
+                return out
+
+
+def _encode_intent(i: Intent) -> bytes:
+    return orjson.dumps(list(i))
+
+
+def _decode_intent(raw: bytes) -> Intent:
+    return Intent(*orjson.loads(raw))
+
+
+def new_worker_id() -> str:
+    """A random id for logs."""
+    return uuid.uuid4().hex[:8]

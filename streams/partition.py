@@ -1,0 +1,238 @@
+"""Everything one input partition's processing does, as a deterministic function of (state, batch).
+
+:func:`process_batch` takes the partition's state, the activity and roster records of one batch and
+the
+batch's clock ``now_ms`` and returns what to emit. It reads no clock, awaits nothing and never
+raises on input:
+a bad event becomes a DLQ record. Given the same state and the same :class:`Intent`, it returns the
+same outputs
+and leaves the same state — which is what makes the worker crash-safe (see ``streams.engine``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+import zstandard
+from aiokafka.partitioner import murmur2
+
+from schemas.decoder import Limits, decode_record, encode_event
+from schemas.internal import PresenceChange
+from streams.presence import PresenceBook, StudentPresence, View
+from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules
+
+# A consumed record: (offset, key, value, headers)
+Record = tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as the Java client and aiokafka): CONTRACT §1."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Intent(NamedTuple):
+    """What a batch is, written durably before any of its output: replaying it reproduces the
+    output.
+
+    Offsets are inclusive; ``act_first > act_last`` means no activity record (a timer batch, the
+    ``tick``-th since offset ``act_first - 1``). ``close`` says whether silent devices were closed.
+    """
+
+    partition: int
+    act_first: int
+    act_last: int
+    roster_first: int
+    roster_last: int
+    now_ms: int
+    close: bool
+    tick: int
+
+    @property
+    def src(self) -> tuple[int, int, int]:
+        """The ``UsagePartial.src`` of this batch: unique per batch (timer batches: first >
+        last)."""
+        if self.act_first <= self.act_last:
+            return (self.partition, self.act_first, self.act_last)
+        return (self.partition, self.act_first, self.act_first - self.tick)
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one batch emits, plus counts for metrics."""
+
+    presence: list[PresenceChange] = field(default_factory=list)
+    intervals: list[Interval] = field(default_factory=list)
+    dlq: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    reroute: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
+    invalid: Counter[str] = field(default_factory=Counter)
+    dropped_fields: Counter[str] = field(default_factory=Counter)
+    valid: int = 0
+    late: int = 0
+    changed: bool = False  # state changed (evictions, closes) even if nothing is emitted
+
+    def empty(self) -> bool:
+        return not (self.presence or self.intervals or self.dlq or self.reroute or self.changed)
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """The state of one input partition; ``act_next``/``roster_next`` are the next offsets to
+    read."""
+
+    partition: int
+    presence: PresenceBook
+    usage: UsageBook
+    act_next: int = 0
+    roster_next: int = 0
+    ticks: int = 0  # timer batches since the last activity record
+    last_close_ms: int = 0
+
+
+class Params(NamedTuple):
+    """Rule parameters a partition needs."""
+
+    partitions: int
+    timeout_ms: int
+    rules: UsageRules
+    limits: Limits
+    topic_activity: str
+    close_every_ms: int = 1000
+
+
+def new_state(partition: int, params: Params) -> PartitionState:
+    """An empty partition state (no snapshot yet)."""
+    return PartitionState(partition, PresenceBook(params.timeout_ms), UsageBook(params.rules))
+
+
+def _roster(rec: Record) -> tuple[str, str, str | None, tuple[str, ...]] | None:
+    offset, key, value, _ = rec
+    if key is None:
+        return None
+    district, sep, student = key.decode("utf-8", "replace").partition(":")
+    if not sep:
+        return None
+    if value is None:
+        return district, student, None, ()
+    try:
+        obj: Any = orjson.loads(value)
+        name = obj["name"]
+        classes = tuple(c for c in obj.get("classes", ()) if isinstance(c, str))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+    return (district, student, name, classes) if isinstance(name, str) else None
+
+
+def process_batch(
+    state: PartitionState,
+    activity: list[Record],
+    roster: list[Record],
+    intent: Intent,
+    params: Params,
+) -> Outputs:
+    """Apply one batch to ``state`` and return its outputs. Never raises on bad input."""
+    out = Outputs()
+    now = intent.now_ms
+    presence, usage = state.presence, state.usage
+    for rec in roster:
+        parsed = _roster(rec)
+        if parsed is not None:
+            change = presence.on_roster(parsed[0], parsed[1], parsed[2], parsed[3], now)
+            if change is not None:
+                out.presence.append(change)
+    late_before = usage.late_events
+    me, n = state.partition, params.partitions
+    for offset, key, value, _headers in activity:
+        if value is None:
+            continue
+        for outcome in decode_record(value, now, params.limits):
+            ev = outcome.event
+            if ev is None:
+                rej = outcome.rejection
+                reason = rej.reason.value if rej is not None else "unknown"
+                out.invalid[reason] += 1
+                headers = [
+                    ("error", reason.encode()),
+                    ("error_detail", (rej.detail if rej is not None else "").encode()),
+                    ("source_topic", params.topic_activity.encode()),
+                    ("source_partition", str(me).encode()),
+                    ("source_offset", str(offset).encode()),
+                    ("source_index", str(outcome.source_index).encode()),
+                ]
+                out.dlq.append((key, outcome.raw or value, headers))
+                continue
+            for f in outcome.dropped_fields:
+                out.dropped_fields[f] += 1
+            skey = f"{ev.district_id}:{ev.student_id}".encode()
+            target = partition_of(skey, n)
+            if target != me:
+                out.reroute.append((target, skey, encode_event(ev)))
+                continue
+            out.valid += 1
+            change = presence.on_event(ev, now)
+            if change is not None:
+                out.presence.append(change)
+            usage.on_event(ev, now, out.intervals)
+    out.late = usage.late_events - late_before
+    out.presence.extend(presence.expire(now))
+    if intent.close:
+        before = len(usage)
+        out.changed = usage.close_silent(now, out.intervals) > 0 or len(usage) != before
+        state.last_close_ms = now
+    if intent.act_first <= intent.act_last:
+        state.act_next = intent.act_last + 1
+        state.ticks = 0
+    elif not out.empty():
+        state.ticks = intent.tick
+    if intent.roster_first <= intent.roster_last:
+        state.roster_next = intent.roster_last + 1
+    return out
+
+
+# --- snapshots: the whole partition state as compressed JSON
+
+
+def encode_snapshot(state: PartitionState) -> bytes:
+    """Serialise a partition state (zstd-compressed JSON)."""
+    doc = {
+        "p": state.partition,
+        "act_next": state.act_next,
+        "roster_next": state.roster_next,
+        "ticks": state.ticks,
+        "last_close_ms": state.last_close_ms,
+        "seq": state.usage._seq,
+        "late": state.usage.late_events,
+        "students": [
+            [s.district_id, s.student_id, s.name, s.classes, s.ts, s.kind, s.app, s.sub_app]
+            + [sorted(s.tie_ids), list(s.shown)]
+            for s in state.presence.states.values()
+        ],
+        "devices": [
+            [list(k), d.buffer, d.max_ts, d.seen, d.attributed_until, d.last_arrival_ms]
+            for k, d in state.usage.devices.items()
+        ],
+    }
+    return zstandard.ZstdCompressor(level=1).compress(orjson.dumps(doc))
+
+
+def decode_snapshot(raw: bytes, params: Params) -> PartitionState:
+    """Rebuild a partition state from :func:`encode_snapshot` output."""
+    doc = orjson.loads(zstandard.ZstdDecompressor().decompress(raw))
+    state = new_state(doc["p"], params)
+    state.act_next, state.roster_next = doc["act_next"], doc["roster_next"]
+    state.ticks, state.last_close_ms = doc["ticks"], doc["last_close_ms"]
+    state.usage._seq, state.usage.late_events = doc["seq"], doc["late"]
+    book = state.presence
+    for d, s, name, classes, ts, kind, app, sub, ties, shown in doc["students"]:
+        st = StudentPresence(
+            d, s, name, tuple(classes), ts, kind, app, sub, frozenset(ties), View(*shown)
+        )
+        book.states[f"{d}:{s}"] = st
+        book._track(f"{d}:{s}", st)
+    for key, buf, max_ts, seen, until, arrival in doc["devices"]:
+        state.usage.devices[(key[0], key[1], key[2])] = DeviceUsage(
+            [tuple(b) for b in buf], max_ts, seen, until, arrival
+        )
+    return state

@@ -1,0 +1,200 @@
+"""Worker end to end on a real Kafka: exact presence and usage vs producers.truth, across kill -9.
+
+Needs a broker at ``KAFKA_BOOTSTRAP`` (the lead's fixtures will provide one; until then set the
+variable).
+Input: envelopes grouped by partition plus single-event records, duplicates, reordering within
+lateness,
+misrouted envelope members and invalid events. Output read back from the presence and usage-cells
+topics and
+compared with the ground truth: presence per student, active_ms per cell, distinct tokens =
+distinct students.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from csync.settings import Settings
+from producers.truth import TruthParams, ground_truth
+from schemas.decoder import encode_event
+from schemas.event import ActivityEvent
+from schemas.internal import PresenceChange, UsagePartial
+from streams.engine import worker_topic_specs
+from csync.topics import create_topics
+from streams.partition import partition_of
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
+MISROUTED = {"s27", "s28", "s29"}
+
+
+def _settings() -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return Settings.from_env(
+        kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:29092"),
+        partitions=4,
+        topic_activity=f"t-act-{run}",
+        topic_roster=f"t-roster-{run}",
+        topic_dlq=f"t-dlq-{run}",
+        topic_presence=f"t-presence-{run}",
+        topic_usage_cells=f"t-usage-{run}",
+        topic_worker_state=f"t-state-{run}",
+        topic_day_keys=f"t-keys-{run}",
+        worker_group=f"g-{run}",
+        usage_close_after_s=3,
+        worker_snapshot_s=1,
+        worker_batch_max=50,
+    )
+
+
+def _events(now: int, rnd: random.Random) -> list[ActivityEvent]:
+    """Arrival order: per device ts increasing by 1-15 s, shuffled within < lateness, with
+    duplicates."""
+    out: list[tuple[int, ActivityEvent]] = []
+    for s in range(30):
+        for d in range(rnd.choice([1, 1, 2])):
+            t = now - 40 * 60_000 + rnd.randrange(0, 60_000)
+            for i in range(rnd.randrange(20, 120)):
+                t += rnd.randrange(1000, 15_000)
+                kind = rnd.choice(["heartbeat"] * 6 + ["app_focus"] * 2 + ["idle", "logout"])
+                app = rnd.choice(["docs", "web", "math"])
+                ev = ActivityEvent(f"e{s}-{d}-{i}", kind, min(t, now), "d1", f"s{s}", f"dev{d}",
+                                   app if kind in ("heartbeat", "app_focus") else "",
+                                   "khan.org" if app == "web" and kind in ("heartbeat",
+                                   "app_focus") else "")
+                out.append((t + rnd.randrange(0, 50_000), ev))
+                if rnd.random() < 0.05:
+                    out.append((t + rnd.randrange(0, 50_000), ev))  # device retry
+    out.sort(key=lambda p: p[0])
+    return [e for _, e in out]
+
+
+async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    invalid = 0
+    try:
+        i = 0
+        while i < len(events):
+            chunk = events[i : i + rnd.randrange(1, 40)]
+            i += len(chunk)
+            by_p: dict[int, list[dict[str, object]]] = {}
+            for e in chunk:
+                key = e.student_key.encode()
+                p = partition_of(key, s.partitions)
+                if e.student_id in MISROUTED:  # a misconfigured producer: always the wrong
+                partition
+                    await producer.send(s.topic_activity, encode_event(e), key=key,
+                                        partition=(p + 1) % s.partitions)
+                elif rnd.random() < 0.3:
+                    await producer.send(s.topic_activity, encode_event(e), key=key)
+                else:
+                    by_p.setdefault(p, []).append(orjson.loads(encode_event(e)))
+            for p, members in by_p.items():
+                if rnd.random() < 0.2:
+                    members.append({"v": 1, "kind": "heartbeat", "ts": "soon"})
+                    invalid += 1
+                await producer.send(s.topic_activity, orjson.dumps(members), key=b"env",
+                partition=p)
+        await producer.send(s.topic_activity, b"not json", key=b"x", partition=0)
+        invalid += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return invalid
+
+
+def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    for name in ("kafka_bootstrap", "partitions", "topic_activity", "topic_roster", "topic_dlq",
+                 "topic_presence", "topic_usage_cells", "topic_worker_state", "topic_day_keys",
+                 "worker_group", "usage_close_after_s", "worker_snapshot_s", "worker_batch_max"):
+        env[name.upper()] = str(getattr(s, name))
+    env["WORKER_WEB_PORT"] = str(port)
+    return subprocess.Popen([sys.executable, "-m", "streams.worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(f"/tmp/worker-{port}.log", "ab"))
+
+
+async def _read_all(s: Settings, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[bytes] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            got = await consumer.getmany(timeout_ms=500)
+            for msgs in got.values():
+                out.extend(m.value for m in msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("workers,kills", [(1, 0), (1, 2), (2, 2)])
+async def test_worker_exact_across_kill9(workers: int, kills: int) -> None:
+    s = _settings()
+    await create_topics(s, worker_topic_specs(s))
+    rnd = random.Random(workers * 100 + kills)
+    now = int(time.time() * 1000)
+    events = _events(now, rnd)
+    procs = [_start_worker(s, 16100 + i) for i in range(workers)]
+    try:
+        produce = asyncio.create_task(_produce(s, events, rnd))
+        for _ in range(kills):
+            await asyncio.sleep(rnd.uniform(1.0, 3.0))
+            victim = rnd.randrange(workers)
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            procs[victim] = _start_worker(s, 16100 + victim)
+        await produce
+        await asyncio.sleep(s.usage_close_after_s + 25)  # lateness close + replays settle
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+
+    truth = ground_truth(events, TruthParams.from_settings(s), int(time.time() * 1000))
+    # usage: dedup partials by src like the sink, then sum
+    seen: set[tuple[int, int, int]] = set()
+    ms: dict[tuple[int, str, str], int] = {}
+    tokens: dict[tuple[int, str, str], set[int]] = {}
+    for raw in await _read_all(s, s.topic_usage_cells):
+        partial = UsagePartial.decode(raw)
+        src = (partial.partition, partial.first_offset, partial.last_offset)
+        if src in seen:
+            continue
+        seen.add(src)
+        for minute, app, sub, token, active in partial.rows:
+            ms[(minute, app, sub)] = ms.get((minute, app, sub), 0) + active
+            tokens.setdefault((minute, app, sub), set()).add(token)
+    expected_ms = {k: c.active_ms for k, c in truth.cells.items()}
+    assert ms == expected_ms
+    assert {k: len(v) for k, v in tokens.items()} == {k: len(c.students) for k, c in
+    truth.cells.items()}
+    # presence: last change per student, as the compacted topic would keep it
+    last: dict[tuple[str, str], PresenceChange] = {}
+    for raw in await _read_all(s, s.topic_presence):
+        ch = PresenceChange.decode(raw)
+        key = (ch.district_id, ch.student_id)
+        if key not in last or ch.ts >= last[key].ts:
+            last[key] = ch
+    # all events are > 60 s old by now except the newest; compare what the truth says now
+    got = {k: (v.online, v.app, v.sub_app) for k, v in last.items()}
+    want = {k: (p.online, p.app, p.sub_app) for k, p in truth.presence.items()}
+    assert got == want
