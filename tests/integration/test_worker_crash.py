@@ -27,12 +27,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync.settings import Settings
+from csync.topics import create_topics
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import encode_event
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange, UsagePartial
 from streams.engine import worker_topic_specs
-from csync.topics import create_topics
 from streams.partition import partition_of
 
 pytestmark = pytest.mark.kafka
@@ -70,10 +70,16 @@ def _events(now: int, rnd: random.Random) -> list[ActivityEvent]:
                 t += rnd.randrange(1000, 15_000)
                 kind = rnd.choice(["heartbeat"] * 6 + ["app_focus"] * 2 + ["idle", "logout"])
                 app = rnd.choice(["docs", "web", "math"])
-                ev = ActivityEvent(f"e{s}-{d}-{i}", kind, min(t, now), "d1", f"s{s}", f"dev{d}",
-                                   app if kind in ("heartbeat", "app_focus") else "",
-                                   "khan.org" if app == "web" and kind in ("heartbeat",
-                                   "app_focus") else "")
+                ev = ActivityEvent(
+                    f"e{s}-{d}-{i}",
+                    kind,
+                    min(t, now),
+                    "d1",
+                    f"s{s}",
+                    f"dev{d}",
+                    app if kind in ("heartbeat", "app_focus") else "",
+                    "khan.org" if app == "web" and kind in ("heartbeat", "app_focus") else "",
+                )
                 out.append((t + rnd.randrange(0, 50_000), ev))
                 if rnd.random() < 0.05:
                     out.append((t + rnd.randrange(0, 50_000), ev))  # device retry
@@ -94,10 +100,10 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
             for e in chunk:
                 key = e.student_key.encode()
                 p = partition_of(key, s.partitions)
-                if e.student_id in MISROUTED:  # a misconfigured producer: always the wrong
-                partition
-                    await producer.send(s.topic_activity, encode_event(e), key=key,
-                                        partition=(p + 1) % s.partitions)
+                if e.student_id in MISROUTED:  # misconfigured producer: always the wrong one
+                    await producer.send(
+                        s.topic_activity, encode_event(e), key=key, partition=(p + 1) % s.partitions
+                    )
                 elif rnd.random() < 0.3:
                     await producer.send(s.topic_activity, encode_event(e), key=key)
                 else:
@@ -106,8 +112,9 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
                 if rnd.random() < 0.2:
                     members.append({"v": 1, "kind": "heartbeat", "ts": "soon"})
                     invalid += 1
-                await producer.send(s.topic_activity, orjson.dumps(members), key=b"env",
-                partition=p)
+                await producer.send(
+                    s.topic_activity, orjson.dumps(members), key=b"env", partition=p
+                )
         await producer.send(s.topic_activity, b"not json", key=b"x", partition=0)
         invalid += 1
         await producer.flush()
@@ -118,14 +125,30 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
 
 def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    for name in ("kafka_bootstrap", "partitions", "topic_activity", "topic_roster", "topic_dlq",
-                 "topic_presence", "topic_usage_cells", "topic_worker_state", "topic_day_keys",
-                 "worker_group", "usage_close_after_s", "worker_snapshot_s", "worker_batch_max"):
+    for name in (
+        "kafka_bootstrap",
+        "partitions",
+        "topic_activity",
+        "topic_roster",
+        "topic_dlq",
+        "topic_presence",
+        "topic_usage_cells",
+        "topic_worker_state",
+        "topic_day_keys",
+        "worker_group",
+        "usage_close_after_s",
+        "worker_snapshot_s",
+        "worker_batch_max",
+    ):
         env[name.upper()] = str(getattr(s, name))
     env["WORKER_WEB_PORT"] = str(port)
-    return subprocess.Popen([sys.executable, "-m", "streams.worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL,
-                            stderr=open(f"/tmp/worker-{port}.log", "ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(f"/tmp/worker-{port}.log", "ab"),
+    )
 
 
 async def _read_all(s: Settings, topic: str) -> list[bytes]:
@@ -185,8 +208,9 @@ async def test_worker_exact_across_kill9(workers: int, kills: int) -> None:
             tokens.setdefault((minute, app, sub), set()).add(token)
     expected_ms = {k: c.active_ms for k, c in truth.cells.items()}
     assert ms == expected_ms
-    assert {k: len(v) for k, v in tokens.items()} == {k: len(c.students) for k, c in
-    truth.cells.items()}
+    assert {k: len(v) for k, v in tokens.items()} == {
+        k: len(c.students) for k, c in truth.cells.items()
+    }
     # presence: last change per student, as the compacted topic would keep it
     last: dict[tuple[str, str], PresenceChange] = {}
     for raw in await _read_all(s, s.topic_presence):
