@@ -1,0 +1,86 @@
+"""Click commands of the producers; the ``csync`` group in :mod:`csync.cli` wires them in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import click
+
+from csync.settings import Settings
+from producers.simulator import SendOptions, run_simulation, write_truth
+from producers.simulator_model import SimulationConfig
+
+
+def _settings() -> Settings:
+    from csync.cli import load_settings  # late: csync.cli imports this module to wire it in
+
+    return load_settings()
+
+
+@click.command("simulate")
+@click.option("--count", type=int, help="Send this many events, then stop.")
+@click.option("--duration", type=float, help="Send for this many wall seconds.")
+@click.option("--rate", type=float, default=0.0, show_default=True, help="Events/s cap (0: none).")
+@click.option(
+    "--speed", type=float, default=1.0, show_default=True,
+    help="Simulated seconds per wall second (0: no schedule, as fast as --rate allows).",
+)  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--districts", type=int, default=1, show_default=True)
+@click.option("--schools", type=int, default=2, show_default=True, help="Schools per district.")
+@click.option("--classes", type=int, default=4, show_default=True, help="Classes per school.")
+@click.option("--class-size", type=int, default=25, show_default=True)
+@click.option("--dup-rate", type=float, default=0.0, show_default=True)
+@click.option("--reorder-rate", type=float, default=0.0, show_default=True)
+@click.option("--invalid-rate", type=float, default=0.0, show_default=True)
+@click.option("--single", is_flag=True, help="One event per record instead of envelopes.")
+@click.option("--no-roster", is_flag=True, help="Do not produce the roster records.")
+@click.option("--truth", "truth_path", type=click.Path(dir_okay=False, path_type=Path))
+def simulate(
+    count: int | None,
+    duration: float | None,
+    rate: float,
+    speed: float,
+    seed: int,
+    districts: int,
+    schools: int,
+    classes: int,
+    class_size: int,
+    dup_rate: float,
+    reorder_rate: float,
+    invalid_rate: float,
+    single: bool,
+    no_roster: bool,
+    truth_path: Path | None,
+) -> None:
+    """Simulate school districts' devices and send their activity to Kafka."""
+    if count is None and duration is None:
+        raise click.UsageError("give --count or --duration")
+    settings = _settings()
+    config = SimulationConfig(
+        seed=seed,
+        districts=districts,
+        schools_per_district=schools,
+        classes_per_school=classes,
+        students_per_class=class_size,
+        dup_rate=dup_rate,
+        reorder_rate=reorder_rate,
+        invalid_rate=invalid_rate,
+        allowed_lateness_s=settings.allowed_lateness_s,
+    )
+    options = SendOptions(
+        count=count, duration_s=duration, rate=rate, speed=speed, single=single,
+        with_roster=not no_roster,
+    )  # fmt: skip
+    report = asyncio.run(run_simulation(settings, config, options))
+    if truth_path is not None:
+        write_truth(truth_path, report, settings, int(time.time() * 1000))
+        click.echo(f"truth: {truth_path}", err=True)
+    click.echo(
+        f"done: {report.events_sent} valid + {report.invalid_sent} invalid events in "
+        f"{report.records_sent} records, {report.rate:,.0f} events/s, "
+        f"{len(report.acked_events)} valid events acknowledged",
+        err=True,
+    )
