@@ -1,0 +1,186 @@
+"""The teacher presence API against a real redis-server: every access rule, the field whitelist, SSE, audit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from csync.settings import Settings
+from privacy.audit import AuditLog
+from privacy.teacher_api import ROW_FIELDS, teacher_app
+from privacy.teacher_tokens import TokenBook, issue_token, revoke_teacher
+
+pytestmark = pytest.mark.redis
+
+# d1: class c-1 {s1 Ada online in "fractions" of app "math", s2 Bob offline}, class c-2 {s3}
+# d2 (another district): class c-1 {s9 Eve} and class c-9 {s9}
+HASHES = {
+    ("d1", "s1"): {
+        "name": "Ada",
+        "online": "1",
+        "app": "math",
+        "sub_app": "fractions",
+        "ts": "1000",
+    },
+    ("d1", "s2"): {"name": "Bob", "online": "0", "app": "", "sub_app": "", "ts": "999"},
+    ("d1", "s3"): {"name": "Cy", "online": "1", "app": "web", "sub_app": "a.org", "ts": "1000"},
+    ("d2", "s9"): {"name": "Eve", "online": "1", "app": "web", "sub_app": "b.org", "ts": "1000"},
+}
+CLASSES = {("d1", "c-1"): ["s1", "s2"], ("d1", "c-2"): ["s3"], ("d2", "c-1"): ["s9"],
+           ("d2", "c-9"): ["s9"]}  # fmt: skip
+
+
+@dataclass
+class Api:
+    client: TestClient  # type: ignore[type-arg]
+    redis: Redis
+    settings: Settings
+    audit: AuditLog
+    tokens: Path
+    token: str  # teacher t1 of d1, teaches c-1 only
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+
+@pytest.fixture
+async def api(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Api]:
+    settings = make_settings(teacher_stream_poll_s=0.05)
+    redis = Redis.from_url(settings.redis_url)
+    p = settings.key_prefix
+    for (district, student), fields in HASHES.items():
+        for field, value in fields.items():
+            await redis.hset(f"{p}:presence:{district}:{student}", field, value)
+    for (district, cls), members in CLASSES.items():
+        await redis.sadd(f"{p}:class:{district}:{cls}", *members)
+    tokens = tmp_path / "tokens.json"
+    token = issue_token(tokens, "t1", "d1", ["c-1"])
+    audit = AuditLog(tmp_path / "audit.log")
+    app = teacher_app(settings, redis, TokenBook(tokens), audit)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Api(client, redis, settings, audit, tokens, token)
+    finally:
+        await client.close()
+        await redis.aclose()
+
+
+async def test_teacher_sees_only_name_online_and_sub_app_of_their_class(api: Api) -> None:
+    resp = await api.client.get("/v1/classes/c-1/presence", headers=api.auth())
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    text = await resp.text()
+    body = orjson.loads(text)
+    assert set(body) == {"class_id", "students"}
+    students = body["students"]
+    assert [(s["name"], s["online"], s["sub_app"]) for s in students] == [
+        ("Ada", True, "fractions"),
+        ("Bob", False, ""),
+    ]
+    assert all(tuple(s) == ROW_FIELDS for s in students)
+    # Row ids are random hex: check everything else of the body for data a teacher must not get.
+    rest = orjson.dumps({**body, "students": [{**s, "row": ""} for s in students]}).decode()
+    for forbidden in ('"app"', '"ts"', "math", "1000", "999", "s1", "s2", "d1", "Cy", "Eve"):
+        assert forbidden not in rest, forbidden
+    assert all(len(s["row"]) == 16 for s in students)
+    again = orjson.loads(
+        await (await api.client.get("/v1/classes/c-1/presence", headers=api.auth())).text()
+    )
+    assert [s["row"] for s in again["students"]] == [s["row"] for s in students]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dDE6eA=="},
+        {"Authorization": "Bearer nope"},
+    ],
+)
+async def test_missing_or_bad_token_is_401(api: Api, headers: dict[str, str]) -> None:
+    for path in ("/v1/classes/c-1/presence", "/v1/classes/c-1/presence/stream"):
+        resp = await api.client.get(path, headers=headers)
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "Ada" not in await resp.text()
+
+
+async def test_other_classes_are_403_and_never_reveal_other_districts(api: Api) -> None:
+    answers = []
+    # c-2: exists in the teacher's district; c-9: exists only in d2; c-404: nowhere; bad id.
+    for cls in ("c-2", "c-9", "c-404", "c%2A"):
+        resp = await api.client.get(f"/v1/classes/{cls}/presence", headers=api.auth())
+        answers.append((resp.status, await resp.read(), resp.headers.get("Content-Type")))
+    assert {a[0] for a in answers} == {403}
+    assert len({(a[1], a[2]) for a in answers}) == 1  # byte-identical answers
+    # c-1 also exists in d2: the teacher of d1's c-1 never sees d2's students.
+    text = await (await api.client.get("/v1/classes/c-1/presence", headers=api.auth())).text()
+    assert "Eve" not in text
+
+
+async def test_a_teacher_of_another_district_cannot_read_this_one(api: Api) -> None:
+    other = issue_token(api.tokens, "t9", "d2", ["c-1"])
+    body = orjson.loads(
+        await (await api.client.get("/v1/classes/c-1/presence", headers=api.auth(other))).text()
+    )
+    assert [s["name"] for s in body["students"]] == ["Eve"]
+
+
+async def test_stream_pushes_the_view_when_it_changes_and_stops_on_revocation(api: Api) -> None:
+    resp = await api.client.get("/v1/classes/c-1/presence/stream", headers=api.auth())
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+
+    async def next_event() -> tuple[str, bytes]:
+        event, data = "", b""
+        while True:
+            line = (await asyncio.wait_for(resp.content.readline(), 5)).rstrip(b"\n")
+            if line.startswith(b"event: "):
+                event = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data = line[6:]
+            elif not line and event:
+                return event, data
+
+    event, data = await next_event()
+    assert event == "presence"
+    assert [s["online"] for s in orjson.loads(data)["students"]] == [True, False]
+    p = api.settings.key_prefix
+    await api.redis.hset(
+        f"{p}:presence:d1:s2", mapping={"online": "1", "app": "read", "sub_app": "ch-3"}
+    )
+    event, data = await next_event()
+    students = orjson.loads(data)["students"]
+    assert [(s["name"], s["online"], s["sub_app"]) for s in students] == [
+        ("Ada", True, "fractions"),
+        ("Bob", True, "ch-3"),
+    ]
+    assert b"read" not in data  # the app is never sent
+    revoke_teacher(api.tokens, "t1")
+    event, _ = await next_event()
+    assert event == "revoked"
+    resp.close()
+
+
+async def test_every_access_is_audited_without_student_data(api: Api) -> None:
+    await api.client.get("/v1/classes/c-1/presence", headers=api.auth())
+    await api.client.get("/v1/classes/c-9/presence", headers=api.auth())
+    await api.client.get("/v1/classes/c-1/presence")
+    entries = api.audit.tail(10)
+    assert [(e["who"], e["action"], e["target"], e["status"]) for e in entries] == [
+        ("teacher:t1", "teacher.presence", "class:c-1", "200"),
+        ("teacher:t1", "teacher.presence", "class:c-9", "403"),
+        ("anonymous", "teacher.presence", "class:c-1", "401"),
+    ]
+    log = (api.audit.path).read_text()
+    for student_data in ("Ada", "Bob", "fractions", "s1", api.token):
+        assert student_data not in log
