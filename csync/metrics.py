@@ -46,6 +46,16 @@ SINK_REPLAY_SKIPPED = Counter(
 SINK_STALE_CHANGES = Counter(
     "csync_sink_stale_changes_total", "Presence changes older than Redis state, not applied"
 )
+
+# --- stream workers (streams/)
+# Events dropped as later than ALLOWED_LATENESS_S behind their device: a high rate means devices/clocks lag.
+LATE_EVENTS = Counter("csync_late_events_total", "Events dropped as late (CONTRACT §5)")
+# Presence changes emitted by workers: roughly the rate of teacher-visible changes.
+PRESENCE_CHANGES = Counter("csync_presence_changes_total", "Presence changes emitted by workers")
+# De-identified usage rows emitted by workers.
+USAGE_ROWS = Counter("csync_usage_rows_total", "Usage rows emitted by workers")
+# Events that arrived on the wrong partition and were re-routed: a misconfigured producer.
+REROUTED_EVENTS = Counter("csync_rerouted_events_total", "Misrouted events re-routed")
 # Students online now, per district (a count only): the teacher view's population; 0 in school hours = an outage.
 ONLINE_STUDENTS = Gauge("csync_online_students", "Students online now (count)", ["district"])
 

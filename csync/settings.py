@@ -95,8 +95,43 @@ class Settings:
     """Bind address of the device collector."""
     collector_port: int = 8080
     """Port of the device collector."""
+    collector_tokens_file: str = ""
+    """JSON ``{"sha256:<hex of token>": district_id}`` of device bearer tokens; empty =
+    ``{DATA_DIR}/collector_tokens.json``. The token decides the district."""
+    collector_max_body_bytes: int = 1024 * 1024
+    """Largest request body the collector accepts, after gzip decoding (413 beyond)."""
+    collector_max_events: int = 1000
+    """Most events in one collector request (413 beyond)."""
+    collector_token_rate: float = 5000.0
+    """Events per second one token may send on average (429 + Retry-After beyond)."""
+    collector_max_in_flight: int = 100_000
+    """Events the collector may hold waiting for Kafka's ack (503 + Retry-After beyond)."""
+    collector_linger_ms: int = 5
+    """How long the collector gathers events of all requests into per-partition envelopes."""
     data_dir: str = field(default_factory=lambda: str(PROJECT_ROOT / ".local"))
     """Local state: service data, key files, audit log."""
+
+    # --- stream workers (streams/)
+    topic_worker_state: str = "cs-worker-state.v1"
+    """Internal: per-partition batch intents and state snapshots of the workers (crash safety)."""
+    topic_day_keys: str = "cs-day-keys.v1"
+    """Internal, compacted: daily student-token keys, tombstoned once the day can get no more events."""
+    worker_group: str = "csync-worker"
+    """Consumer group of the stream workers."""
+    usage_close_after_s: int = 120
+    """A device's last event is finalised after this long without an arrival from it (worker clock)."""
+    usage_evict_after_s: int = 3600
+    """A device's usage state is forgotten after this long without an arrival (bounded memory)."""
+    worker_batch_max: int = 5000
+    """Most records fetched per poll (envelopes count as one)."""
+    worker_batch_ms: int = 200
+    """Longest wait for records per poll; also the timer resolution of presence timeouts."""
+    worker_snapshot_s: int = 5
+    """Seconds between snapshots of a partition's state (bounds replay after a crash)."""
+    worker_linger_ms: int = 5
+    """Producer linger of the workers."""
+    worker_fetch_bytes: int = 8 * 1024 * 1024
+    """Max bytes fetched per partition per poll."""
 
     # --- sinks (sinks/)
     sink_clickhouse_metrics_port: int = 9465
@@ -127,6 +162,22 @@ class Settings:
     """Burrow's sliding window: commits kept per partition for the status rules (10 × interval)."""
     lag_table_points: int = 60
     """Points (end offset, wall time) kept per partition to interpolate time lag (kafka-lag-exporter)."""
+
+    # --- privacy operations (privacy/)
+    teacher_api_host: str = "127.0.0.1"
+    """Bind address of ``csync teacher-api`` (the teacher presence view)."""
+    teacher_api_port: int = 8090
+    """Port of ``csync teacher-api``."""
+    teacher_tokens_path: str = ""
+    """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{DATA_DIR}/teacher_tokens.json``."""
+    teacher_stream_poll_s: float = 2.0
+    """How often the live teacher view (SSE) re-reads a class from Redis."""
+    audit_log_path: str = ""
+    """Append-only audit log (JSON lines); empty = ``{DATA_DIR}/audit/audit.log``."""
+    audit_max_bytes: int = 10 * 1024 * 1024
+    """The audit log rotates when it would grow past this size."""
+    audit_keep_files: int = 10
+    """Rotated audit files kept besides the current one."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
