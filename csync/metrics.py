@@ -61,7 +61,9 @@ ONLINE_STUDENTS = Gauge("csync_online_students", "Students online now (count)", 
 
 # --- collector (producers/)
 # HTTP requests of devices by status code: 4xx = a broken device build, 5xx/429 = we turned devices away.
-COLLECTOR_REQUESTS = Counter("csync_collector_requests_total", "Collector HTTP requests", ["status"])
+COLLECTOR_REQUESTS = Counter(
+    "csync_collector_requests_total", "Collector HTTP requests", ["status"]
+)
 # Events the collector accepted (produced to Kafka) or rejected (outcome label): device-side input health.
 COLLECTOR_EVENTS = Counter("csync_collector_events_total", "Collector events", ["outcome"])
 
