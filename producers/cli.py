@@ -84,3 +84,29 @@ def simulate(
         f"{len(report.acked_events)} valid events acknowledged",
         err=True,
     )
+
+
+@click.command("collector")
+def collector() -> None:
+    """Run the device collector (HTTP → validated, minimised events in Kafka)."""
+    from producers.collector import TokenError, serve
+
+    settings = _settings()
+    try:
+        asyncio.run(serve(settings))
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("collector-token")
+@click.argument("district_id")
+@click.argument("token")
+def collector_token(district_id: str, token: str) -> None:
+    """Add TOKEN for DISTRICT_ID to the collector's token file (only its hash is stored)."""
+    from producers.collector import add_token, tokens_path
+
+    path = tokens_path(_settings())
+    add_token(path, token, district_id)
+    click.echo(f"token for {district_id} stored (hashed) in {path}")

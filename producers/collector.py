@@ -1,0 +1,380 @@
+"""The device collector (``csync collector``): devices POST batches of events over HTTPS.
+
+``POST /v1/events`` with ``Authorization: Bearer <token>`` and a JSON array of events (optionally
+``Content-Encoding: gzip``). The token decides the district: an event claiming another district is
+rejected (``wrong_district``). Every event is validated and minimised by :mod:`schemas.decoder`
+here, so only minimised events ever reach Kafka: valid ones go to the activity topic in
+per-partition envelopes shared by all requests of a few-millisecond window (CONTRACT §2a); invalid
+ones go to the DLQ with the CONTRACT §1 headers (``source_topic`` = ``collector``,
+``source_partition``/``source_offset`` = ``-1``, ``source_index`` = position in the request body).
+The answer lists every event's outcome and is sent only after Kafka acknowledged all of them.
+
+Back-pressure: a per-token event rate (429 + Retry-After) and a bound on events waiting for Kafka
+(503 + Retry-After). Body and event-count limits give 413.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from csync import metrics
+from csync.settings import Settings
+from producers.partitioner import partition_for_key
+from schemas.decoder import (
+    MAX_ENVELOPE_BYTES,
+    MAX_ENVELOPE_EVENTS,
+    Limits,
+    Reason,
+    decode_record,
+    encode_event,
+)
+from schemas.event import ActivityEvent
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / "collector.v1.json"
+DLQ_SOURCE = b"collector"
+# Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
+_RECORD_LEVEL = frozenset(
+    {Reason.NOT_JSON, Reason.NOT_OBJECT, Reason.ENVELOPE_EMPTY, Reason.ENVELOPE_TOO_LARGE}
+)
+
+
+class TokenError(ValueError):
+    """The token file cannot be used."""
+
+
+def hash_token(token: str) -> str:
+    """The form tokens are stored in: ``sha256:<hex>`` (the file never holds a usable token)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_tokens(path: Path) -> dict[str, str]:
+    """``{token_hash: district_id}`` from the JSON token file."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise TokenError(f"cannot read collector tokens {path}: {exc}") from exc
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and k.startswith("sha256:") and isinstance(v, str)
+        for k, v in data.items()
+    ):
+        raise TokenError(f"{path}: expected {{'sha256:<hex>': district_id}}")
+    return data
+
+
+def add_token(path: Path, token: str, district_id: str) -> None:
+    """Store ``token`` (hashed) for ``district_id`` in the token file, creating it if needed."""
+    tokens = load_tokens(path) if path.exists() else {}
+    tokens[hash_token(token)] = district_id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(tokens, option=orjson.OPT_INDENT_2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def tokens_path(settings: Settings) -> Path:
+    return Path(settings.collector_tokens_file or Path(settings.data_dir) / "collector_tokens.json")
+
+
+@dataclass
+class _TokenBucket:
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def take(self, n: int, now: float) -> float:
+        """0 if ``n`` events may pass now, else the seconds to wait before retrying."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if n <= self.tokens:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+@dataclass
+class _Pending:
+    """Events of all requests waiting for the next flush, per partition."""
+
+    events: dict[int, list[ActivityEvent]] = field(default_factory=dict)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class Collector:
+    """The collector's state: the Kafka producer, the shared batcher, rate limits."""
+
+    def __init__(self, settings: Settings, tokens: dict[str, str], producer: Any) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.producer = producer
+        self.limits = Limits.from_settings(settings)
+        self.partitions = settings.partitions
+        self.in_flight = 0
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._pending = _Pending()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        found = await self.producer.partitions_for(self.settings.topic_activity)
+        self.partitions = len(found)
+
+    # --- the shared batcher: every request's valid events go into per-partition envelopes
+    def _enqueue(self, events: list[ActivityEvent]) -> asyncio.Future[None]:
+        for event in events:
+            partition = partition_for_key(event.student_key.encode(), self.partitions)
+            self._pending.events.setdefault(partition, []).append(event)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.waiters.append(done)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+        return done
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.settings.collector_linger_ms / 1000)
+        pending, self._pending = self._pending, _Pending()
+        try:
+            sends = []
+            for partition, events in pending.events.items():
+                for chunk in _envelopes(events):
+                    sends.append(
+                        await self.producer.send(
+                            self.settings.topic_activity, chunk, partition=partition
+                        )
+                    )
+            await asyncio.gather(*sends)
+        except Exception as exc:  # noqa: BLE001 - every waiting request learns of the failure
+            for waiter in pending.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in pending.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _dlq(self, rejected: list[tuple[int, str | None, bytes, str, str]]) -> None:
+        sends = []
+        for index, key, raw, reason, detail in rejected:
+            headers = [
+                ("error", reason.encode()),
+                ("error_detail", detail.encode()),
+                ("source_topic", DLQ_SOURCE),
+                ("source_partition", b"-1"),
+                ("source_offset", b"-1"),
+                ("source_index", str(index).encode()),
+            ]
+            sends.append(
+                await self.producer.send(
+                    self.settings.topic_dlq,
+                    raw,
+                    key=key.encode() if key else None,
+                    headers=headers,
+                )
+            )
+            metrics.DLQ_RECORDS.labels(reason).inc()
+        await asyncio.gather(*sends)
+
+    # --- HTTP
+    def _district(self, request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return self.tokens.get(hash_token(token.strip()))
+
+    async def handle_events(self, request: web.Request) -> web.Response:
+        response = await self._handle_events(request)
+        metrics.COLLECTOR_REQUESTS.labels(str(response.status)).inc()
+        return response
+
+    async def _handle_events(self, request: web.Request) -> web.Response:
+        district = self._district(request)
+        if district is None:
+            return _error(401, "unauthorized", "a valid bearer token is required")
+        body = await _read_body(request, self.settings.collector_max_body_bytes)
+        if isinstance(body, web.Response):
+            return body
+        now_ms = int(time.time() * 1000)
+        outcomes = decode_record(body, now_ms, self.limits)
+        first = outcomes[0].rejection
+        if first is not None and first.reason in _RECORD_LEVEL:
+            status = 413 if first.reason == Reason.ENVELOPE_TOO_LARGE else 400
+            return _error(status, first.reason.value, first.detail)
+        if len(outcomes) > self.settings.collector_max_events:
+            return _error(413, "too_many_events", f"at most {self.settings.collector_max_events}")
+        wait = self._bucket(district).take(len(outcomes), time.monotonic())
+        if wait:
+            return _error(429, "rate_limited", "slow down", retry_after=wait)
+        if self.in_flight + len(outcomes) > self.settings.collector_max_in_flight:
+            return _error(503, "busy", "Kafka is behind; retry", retry_after=1)
+        results: list[dict[str, Any]] = []
+        valid: list[ActivityEvent] = []
+        rejected: list[tuple[int, str | None, bytes, str, str]] = []
+        for outcome in outcomes:
+            index = max(outcome.source_index, 0)  # -1: the body was one event object
+            event = outcome.event
+            for name in outcome.dropped_fields:
+                metrics.FIELDS_DROPPED.labels(name).inc()
+            if event is not None and event.district_id != district:
+                # The original member is gone; the DLQ gets the minimised event instead.
+                detail = f"token of district {district!r}, event of {event.district_id!r}"
+                rejected.append(
+                    (index, event.student_key, encode_event(event), "wrong_district", detail)
+                )
+                results.append(_rejected(index, "wrong_district", detail))
+            elif event is not None:
+                valid.append(event)
+                results.append({"index": index, "status": "accepted"})
+            else:
+                assert outcome.rejection is not None  # noqa: S101 - decoder: one of the two
+                reason, detail = outcome.rejection.reason.value, outcome.rejection.detail
+                rejected.append((index, None, outcome.raw or b"", reason, detail))
+                results.append(_rejected(index, reason, detail))
+                metrics.EVENTS_INVALID.labels(reason).inc()
+        self.in_flight += len(outcomes)
+        try:
+            waits = []
+            if valid:
+                waits.append(self._enqueue(valid))
+            if rejected:
+                waits.append(asyncio.ensure_future(self._dlq(rejected)))
+            await asyncio.gather(*waits)
+        except Exception:  # noqa: BLE001 - Kafka failed: the device must retry all of it
+            return _error(503, "kafka_unavailable", "events not stored; retry", retry_after=1)
+        finally:
+            self.in_flight -= len(outcomes)
+        metrics.COLLECTOR_EVENTS.labels("accepted").inc(len(valid))
+        metrics.COLLECTOR_EVENTS.labels("rejected").inc(len(rejected))
+        metrics.EVENTS_VALID.inc(len(valid))
+        return web.Response(
+            body=orjson.dumps(
+                {"accepted": len(valid), "rejected": len(rejected), "results": results}
+            ),
+            content_type="application/json",
+        )
+
+    def _bucket(self, district: str) -> _TokenBucket:
+        bucket = self._buckets.get(district)
+        if bucket is None:
+            rate = self.settings.collector_token_rate
+            burst = max(rate, float(self.settings.collector_max_events))
+            bucket = _TokenBucket(rate, burst, burst, time.monotonic())
+            self._buckets[district] = bucket
+        return bucket
+
+    async def handle_health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "in_flight": self.in_flight})
+
+    async def handle_openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+
+def _envelopes(events: list[ActivityEvent]) -> list[bytes]:
+    chunks: list[bytes] = []
+    parts: list[bytes] = []
+    size = 2
+    for event in events:
+        encoded = encode_event(event)
+        if parts and (
+            len(parts) >= MAX_ENVELOPE_EVENTS or size + len(encoded) > MAX_ENVELOPE_BYTES
+        ):
+            chunks.append(b"[" + b",".join(parts) + b"]")
+            parts, size = [], 2
+        parts.append(encoded)
+        size += len(encoded) + 1
+    if parts:
+        chunks.append(b"[" + b",".join(parts) + b"]")
+    return chunks
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body, at most ``limit`` bytes after decoding; aiohttp undoes ``Content-Encoding: gzip``
+    as it streams, so a gzip bomb stops at the limit."""
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, "body_too_large", f"at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return _error(413, "body_too_large", f"at most {limit} bytes after decoding")
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - aiohttp's payload errors (e.g. broken gzip)
+        return _error(400, "bad_gzip", f"body cannot be decoded: {exc}")
+    return b"".join(chunks)
+
+
+def _rejected(index: int, reason: str, detail: str) -> dict[str, Any]:
+    return {"index": index, "status": "rejected", "reason": reason, "detail": detail}
+
+
+def _error(status: int, error: str, detail: str, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": error, "detail": detail}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def make_app(collector: Collector) -> web.Application:
+    """The aiohttp application of ``collector`` (its producer must be started)."""
+    app = web.Application(client_max_size=collector.settings.collector_max_body_bytes + 1024)
+    app.router.add_post("/v1/events", collector.handle_events)
+    app.router.add_get("/healthz", collector.handle_health)
+    app.router.add_get("/openapi.json", collector.handle_openapi)
+    return app
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    """The collector's idempotent producer (acks=all)."""
+    from producers.simulator import default_compression
+
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        compression_type=default_compression(),
+        linger_ms=settings.collector_linger_ms,
+        max_batch_size=2 * 1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run the collector until cancelled."""
+    tokens = load_tokens(tokens_path(settings))
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        collector = Collector(settings, tokens, producer)
+        await collector.start()
+        runner = web.AppRunner(make_app(collector))
+        await runner.setup()
+        site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
+        await site.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
