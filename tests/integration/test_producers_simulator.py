@@ -18,8 +18,11 @@ from schemas.decoder import decode_record
 from schemas.event import ActivityEvent
 from schemas.roster import decode_roster
 
+Record = tuple[int, bytes | None, bytes | None, dict[str, bytes]]
 
-async def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+
+async def read_all(settings: Settings, topic: str) -> list[Record]:
+    """Every record of ``topic``: (partition, key, value, headers)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
     )
@@ -29,8 +32,9 @@ async def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | No
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        records: list[tuple[int, bytes | None, bytes | None]] = []
+        records: list[Record] = []
         deadline = time.monotonic() + 30
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in partitions])
 
@@ -38,7 +42,9 @@ async def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | No
             assert time.monotonic() < deadline, "timed out reading back"
             batch = await consumer.getmany(timeout_ms=500)
             for tp, messages in batch.items():
-                records.extend((tp.partition, m.key, m.value) for m in messages)
+                records.extend(
+                    (tp.partition, m.key, m.value, dict(m.headers or ())) for m in messages
+                )
         return records
     finally:
         await consumer.stop()
@@ -63,7 +69,7 @@ async def test_simulator_sends_what_its_truth_says(kafka_settings: Settings, sin
     assert len(records) == report.records_sent
     arrived: list[ActivityEvent] = []
     rejected = 0
-    for partition, key, value in records:
+    for partition, key, value, _ in records:
         assert value is not None
         if single:
             assert key is not None
@@ -87,7 +93,7 @@ async def test_simulator_sends_what_its_truth_says(kafka_settings: Settings, sin
 
     roster = await read_all(kafka_settings, kafka_settings.topic_roster)
     assert len(roster) == report.roster_records > 0
-    for _, key, value in roster:
+    for _, key, value, _ in roster:
         assert key is not None and key.startswith(b"d-001:s-")
         record = decode_roster(value)
         assert record is not None and record.name and record.classes
