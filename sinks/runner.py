@@ -151,9 +151,10 @@ class SinkLoop:
                     log.warning("%s sink: %s", name, exc)
                     self.sink.discard()
                     self._next.clear()
-                    assigned = set(self.consumer.assignment())
-                    if assigned:
-                        await self.consumer.seek_to_beginning(*assigned)
+                    # Offset 0, not seek_to_beginning (whose awaited reset can stall here): where
+                    # retention removed the start, auto_offset_reset=earliest moves on to it.
+                    for tp in self.consumer.assignment():
+                        self.consumer.seek(tp, 0)
                     return
                 except PermanentSinkError:
                     metrics.SINK_FAILURES.labels(name, "permanent").inc()

@@ -31,9 +31,9 @@ T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture(scope="session")
-def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Client:
-    path = tmp_path_factory.mktemp("chdb-sinks") / "data"
-    return clickhouse_client(f"chdb://{path}")
+def chdb_client(chdb_path: Path) -> Client:
+    """On the session's one chDB path (tests/conftest.py): chDB allows one path per process."""
+    return clickhouse_client(f"chdb://{chdb_path}")
 
 
 @pytest.fixture
@@ -64,7 +64,9 @@ def make_records(n_records: int, partitions: int = 3) -> list[ConsumerRecord[byt
     return out
 
 
-def expected(records: list[ConsumerRecord[bytes, bytes]]) -> dict[tuple[int, str, str], tuple[int, int]]:
+def expected(
+    records: list[ConsumerRecord[bytes, bytes]],
+) -> dict[tuple[int, str, str], tuple[int, int]]:
     ms: dict[tuple[int, str, str], int] = defaultdict(int)
     students: dict[tuple[int, str, str], set[int]] = defaultdict(set)
     for r in records:

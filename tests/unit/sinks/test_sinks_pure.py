@@ -119,7 +119,10 @@ def test_backoff_doubles_to_a_cap_and_resets() -> None:
 
 
 def _change(**kw: object) -> PresenceChange:
-    base = dict(district_id="d", student_id="s", name="N", online=True, app="a", sub_app="b", ts=7)
+    base: dict[str, object] = {
+        "district_id": "d", "student_id": "s", "name": "N", "online": True, "app": "a",
+        "sub_app": "b", "ts": 7,
+    }  # fmt: skip
     base.update(kw)
     return PresenceChange(**base)  # type: ignore[arg-type]
 
