@@ -215,3 +215,26 @@ def _last_line(path: Path) -> bytes:
             if len(lines) >= 2 or start == 0:
                 return lines[-1] if lines else b""
             block *= 2
+
+
+def record_usage_query(
+    settings: Settings,
+    day_from: dt.date,
+    day_to: dt.date,
+    app: str | None,
+    rows: int,
+    *,
+    who: str | None = None,
+) -> None:
+    """Audit one analyst query of the public usage view (hook for ``csync usage``).
+
+    ``who`` defaults to ``analyst:{login name}``; the target names the view, the range and the app filter.
+    """
+    import getpass
+
+    target = f"usage.app_daily_public {day_from.isoformat()}..{day_to.isoformat()}"
+    if app:
+        target += f" app={app[:64]}"
+    AuditLog.from_settings(settings).append(
+        who or f"analyst:{getpass.getuser()}", "usage.query", target, detail={"rows": rows}
+    )

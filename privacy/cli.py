@@ -1,0 +1,179 @@
+"""Click commands of the privacy operations; ``csync.cli`` mounts :data:`COMMANDS`.
+
+- ``csync purge --district D [--dry-run]`` — dispose of a district's data (privacy.purge).
+- ``csync retention`` — the retention in force per store, flagged against settings (exit 1 if exceeded).
+- ``csync teacher-api`` — the teacher presence API; ``csync teacher-token add|revoke`` — its tokens.
+- ``csync audit tail|verify`` — the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+
+import click
+import orjson
+
+from csync.settings import Settings
+
+
+def _settings() -> Settings:
+    from csync.cli import load_settings
+
+    return load_settings()
+
+
+@click.command("purge")
+@click.option("--district", required=True, help="The district whose data is disposed of.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option("--settle-s", default=30.0, show_default=True, help="Wait this long for the worker.")
+@click.option("--who", default=None, help="Operator name for the audit log (default: login name).")
+def purge(district: str, dry_run: bool, settle_s: float, who: str | None) -> None:
+    """Remove every trace of a district's students (Redis, roster, worker state, presence topic).
+
+    Revoke the district's collector and teacher tokens first. Prints a report per store and appends it to
+    the audit log; exits 1 while something is still pending (re-run later).
+    """
+    from privacy.audit import AuditLog
+    from privacy.purge import PurgeError, purge_district
+
+    settings = _settings()
+    try:
+        report = asyncio.run(
+            purge_district(
+                settings,
+                district,
+                dry_run=dry_run,
+                settle_s=settle_s,
+                who=who or getpass.getuser(),
+                audit=AuditLog.from_settings(settings),
+            )
+        )
+    except PurgeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for line in report.lines():
+        click.echo(line)
+    if not dry_run and not report.complete:
+        sys.exit(1)
+
+
+@click.command("retention")
+@click.option(
+    "--no-clickhouse", is_flag=True, help="Skip ClickHouse (e.g. while the sink holds chDB)."
+)
+def retention(no_clickhouse: bool) -> None:
+    """Retention in force per store (Kafka, Redis, ClickHouse, audit); exit 1 if any exceeds settings."""
+    from privacy.retention import EXCEEDS, format_rows, retention_report
+
+    rows = asyncio.run(retention_report(_settings(), clickhouse=not no_clickhouse))
+    for line in format_rows(rows):
+        click.echo(line)
+    if any(r.status == EXCEEDS for r in rows):
+        click.echo("some stores keep data longer than settings allow", err=True)
+        sys.exit(1)
+
+
+@click.command("teacher-api")
+def teacher_api() -> None:
+    """Serve the teacher presence view on TEACHER_API_HOST:TEACHER_API_PORT."""
+    from privacy.audit import AuditLog
+    from privacy.teacher_api import serve
+    from privacy.teacher_tokens import TokenBook, tokens_path
+
+    settings = _settings()
+    book = TokenBook(tokens_path(settings))
+    click.echo(
+        f"teacher API on http://{settings.teacher_api_host}:{settings.teacher_api_port} "
+        f"(tokens: {tokens_path(settings)})"
+    )
+    asyncio.run(serve(settings, book, AuditLog.from_settings(settings)))
+
+
+@click.group("teacher-token")
+def teacher_token() -> None:
+    """Teacher bearer tokens (only their SHA-256 hashes are stored)."""
+
+
+@teacher_token.command("add")
+@click.option("--teacher", required=True)
+@click.option("--district", required=True)
+@click.option("--class", "classes", multiple=True, required=True, help="Repeat for each class.")
+def teacher_token_add(teacher: str, district: str, classes: tuple[str, ...]) -> None:
+    """Issue a token; it is printed once and never stored."""
+    from privacy.audit import AuditLog
+    from privacy.teacher_tokens import TokenFileError, issue_token, tokens_path
+
+    settings = _settings()
+    try:
+        token = issue_token(tokens_path(settings), teacher, district, list(classes))
+    except TokenFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    AuditLog.from_settings(settings).append(
+        getpass.getuser(),
+        "teacher-token.add",
+        f"teacher:{teacher}",
+        detail={"classes": len(classes)},
+    )
+    click.echo(token)
+
+
+@teacher_token.command("revoke")
+@click.option("--teacher", default=None)
+@click.option("--district", default=None)
+def teacher_token_revoke(teacher: str | None, district: str | None) -> None:
+    """Revoke every token of a teacher, or of a whole district."""
+    from privacy.audit import AuditLog
+    from privacy.teacher_tokens import revoke_district, revoke_teacher, tokens_path
+
+    if (teacher is None) == (district is None):
+        raise click.UsageError("give exactly one of --teacher or --district")
+    settings = _settings()
+    path = tokens_path(settings)
+    if teacher is not None:
+        n, target = revoke_teacher(path, teacher), f"teacher:{teacher}"
+    else:
+        n, target = revoke_district(path, str(district)), f"district:{district}"
+    AuditLog.from_settings(settings).append(
+        getpass.getuser(), "teacher-token.revoke", target, detail={"tokens": n}
+    )
+    click.echo(f"revoked {n} token(s)")
+
+
+@click.group("audit")
+def audit() -> None:
+    """The audit trail (JSON lines, size-rotated)."""
+
+
+@audit.command("tail")
+@click.option("-n", "count", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Raw JSON lines.")
+def audit_tail(count: int, as_json: bool) -> None:
+    """The last entries, oldest first."""
+    from privacy.audit import AuditLog
+
+    for entry in AuditLog.from_settings(_settings()).tail(count):
+        if as_json:
+            click.echo(orjson.dumps(entry).decode())
+            continue
+        detail = " ".join(f"{k}={v}" for k, v in entry["detail"].items())
+        click.echo(
+            f"{entry['when']}  {entry['who']:20} {entry['action']:24} {entry['target']}  "
+            f"{entry['status']}  {detail}".rstrip()
+        )
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the kept files (detects edited or deleted lines)."""
+    from privacy.audit import AuditError, AuditLog
+
+    try:
+        n = AuditLog.from_settings(_settings()).verify_chain()
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"ok: {n} entries, chain intact")
+
+
+COMMANDS: tuple[click.Command, ...] = (purge, retention, teacher_api, teacher_token, audit)
+"""Every privacy command, for ``csync.cli`` to mount."""
