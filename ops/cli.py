@@ -74,16 +74,17 @@ async def _print_lag(settings: Settings, groups: list[str] | None, watch: bool) 
 @click.option(
     "--port", type=int, default=None, help="Port of /metrics (LAG_METRICS_PORT; 0 = free)."
 )
-def serve(port: int | None) -> None:
+@click.option("--host", default="127.0.0.1", help="Bind address (0.0.0.0 in a container or pod).")
+def serve(port: int | None, host: str) -> None:
     """Run the lag monitor: samples every LAG_SAMPLE_INTERVAL_S, serves /metrics /healthz /readyz."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(None, None)
     if port is not None:
         settings = settings.replace(lag_metrics_port=port)
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, host))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, host: str) -> None:
     from ops.endpoints import OpsServer
     from ops.lag_monitor import LagMonitor
 
@@ -92,11 +93,11 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     monitor = LagMonitor(settings)
-    server = OpsServer("lag", settings.lag_metrics_port)
+    server = OpsServer("lag", settings.lag_metrics_port, host=host)
     server.add_readiness("kafka", lambda: monitor.last_sample_ok)
     port = await server.start()
     # Tests and supervisors read the bound port from this line when LAG_METRICS_PORT=0.
-    click.echo(f"lag monitor: metrics on http://127.0.0.1:{port}/metrics", err=True)
+    click.echo(f"lag monitor: metrics on http://{host}:{port}/metrics", err=True)
     try:
         while not stop.is_set():
             try:

@@ -27,6 +27,10 @@ Checked in this order, the first that holds wins:
 A group's status is the most severe of its partitions' in Burrow's order OK < WARN < ERR < STOP < STALL <
 REWIND (Burrow reports anything past ERR as ERR at group level; we keep the name, so the operator sees the rule).
 ``ERR`` is ours for "could not be evaluated" (the monitor failed to read the group).
+
+Sizing: the window (``LAG_WINDOW × LAG_SAMPLE_INTERVAL_S``, 50 s by default) must span several commits of the
+slowest-committing consumer (the worker commits once per ``WORKER_SNAPSHOT_S``), or a healthy consumer between
+two commits looks stalled.
 """
 
 from __future__ import annotations

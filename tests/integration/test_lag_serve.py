@@ -21,7 +21,7 @@ from tests.integration.test_lag import commit_zero, produce
 
 
 @contextmanager
-def lag_serve(settings: Settings, prefix: str, workdir: Path) -> Iterator[str]:
+def lag_serve(settings: Settings, prefix: str, workdir: Path, window: int = 4) -> Iterator[str]:
     """Run ``csync lag serve`` on a free port for groups starting with ``prefix``; yield its base URL."""
     log = workdir / "lag-serve.log"
     env = dict(
@@ -29,7 +29,7 @@ def lag_serve(settings: Settings, prefix: str, workdir: Path) -> Iterator[str]:
         KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         LAG_GROUP_PREFIX=prefix,
         LAG_SAMPLE_INTERVAL_S="0.5",
-        LAG_WINDOW="4",
+        LAG_WINDOW=str(window),
         DATA_DIR=str(workdir),
     )
     with log.open("w") as err:
