@@ -27,6 +27,8 @@ from csync.topics import TopicSpec
 from privacy.kafka_scan import topic_configs
 
 DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000
+# A purge's tombstones must reach the disk within this long for disposal to have a bound.
+MAX_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
 OK, WARN, EXCEEDS, MISSING = "ok", "warn", "EXCEEDS", "missing"
 
 
@@ -82,7 +84,13 @@ def judge_topic(spec: TopicSpec, actual: dict[str, str] | None) -> RetentionRow:
             store, wanted, shown, EXCEEDS, f"cleanup.policy {policy} != {want_policy}"
         )
     tomb = actual.get("delete.retention.ms", "?")
-    note = f"latest record per key kept until a tombstone; tombstones kept {tomb} ms"
+    lag = int(actual.get("max.compaction.lag.ms", str(2**63 - 1)))
+    if lag > MAX_COMPACTION_LAG_MS:
+        # A tombstone hides a purged record at once, but the bytes stay on disk until the cleaner compacts
+        # the segment, which only a bounded max.compaction.lag.ms (and segment.ms) forces.
+        note = f"purged records stay on disk until compaction: max.compaction.lag.ms={_ms(lag) if lag < 2**62 else 'unbounded'}"
+        return RetentionRow(store, wanted, f"{policy}", WARN, note)
+    note = f"latest per key until a tombstone; compaction within {_ms(lag)}; tombstones {tomb} ms"
     return RetentionRow(store, wanted, f"{policy}", OK, note)
 
 

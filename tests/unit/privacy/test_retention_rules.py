@@ -43,7 +43,11 @@ def test_segment_longer_than_retention_is_a_warning_naming_the_real_bound() -> N
 
 
 def test_compacted_topic_is_judged_by_policy_and_missing_topics_are_flagged() -> None:
-    assert judge_topic(ROSTER, {"cleanup.policy": "compact"}).status == OK
+    bounded = {"cleanup.policy": "compact", "max.compaction.lag.ms": str(DAY)}
+    assert judge_topic(ROSTER, bounded).status == OK
+    unbounded = judge_topic(ROSTER, {"cleanup.policy": "compact"})
+    assert unbounded.status == WARN
+    assert "unbounded" in unbounded.note
     assert judge_topic(ROSTER, {"cleanup.policy": "delete"}).status == EXCEEDS
     assert judge_topic(ROSTER, None).status == MISSING
 
