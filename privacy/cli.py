@@ -29,16 +29,37 @@ def _settings() -> Settings:
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @click.option("--settle-s", default=30.0, show_default=True, help="Wait this long for the worker.")
 @click.option("--who", default=None, help="Operator name for the audit log (default: login name).")
-def purge(district: str, dry_run: bool, settle_s: float, who: str | None) -> None:
+@click.option(
+    "--revoke-tokens",
+    is_flag=True,
+    help="First revoke the district's collector and teacher tokens.",
+)
+def purge(
+    district: str, dry_run: bool, settle_s: float, who: str | None, revoke_tokens: bool
+) -> None:
     """Remove every trace of a district's students (Redis, roster, worker state, presence topic).
 
-    Revoke the district's collector and teacher tokens first. Prints a report per store and appends it to
-    the audit log; exits 1 while something is still pending (re-run later).
+    Revoke the district's collector and teacher tokens first (--revoke-tokens). Prints a report per store
+    and appends it to the audit log; exits 1 while something is still pending (re-run later).
     """
     from privacy.audit import AuditLog
+    from privacy.offboard import collector_tokens_path, revoke_collector_tokens
     from privacy.purge import PurgeError, purge_district
+    from privacy.teacher_tokens import revoke_district, tokens_path
 
     settings = _settings()
+    if revoke_tokens and not dry_run:
+        devices = revoke_collector_tokens(collector_tokens_path(settings), district)
+        teachers = revoke_district(tokens_path(settings), district)
+        AuditLog.from_settings(settings).append(
+            who or getpass.getuser(),
+            "tokens.revoke",
+            f"district:{district}",
+            detail={"collector_tokens": devices, "teacher_tokens": teachers},
+        )
+        click.echo(
+            f"revoked {devices} collector and {teachers} teacher token(s); restart the collector"
+        )
     try:
         report = asyncio.run(
             purge_district(

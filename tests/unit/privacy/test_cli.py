@@ -59,3 +59,17 @@ def test_usage_query_hook_audits_the_range_and_row_count(tmp_path: Path) -> None
     assert entry["action"] == "usage.query"
     assert entry["target"] == "usage.app_daily_public 2026-01-01..2026-01-07 app=math"
     assert entry["detail"] == {"rows": 12}
+
+
+def test_offboarding_revokes_only_the_districts_collector_tokens(tmp_path: Path) -> None:
+    from privacy.offboard import revoke_collector_tokens
+    from producers.collector import add_token, load_tokens
+
+    path = tmp_path / "collector_tokens.json"
+    add_token(path, "tok-a", "d1")
+    add_token(path, "tok-b", "d1")
+    add_token(path, "tok-c", "d10")
+    assert revoke_collector_tokens(path, "d1") == 2
+    assert list(load_tokens(path).values()) == ["d10"]
+    assert path.stat().st_mode & 0o077 == 0
+    assert revoke_collector_tokens(tmp_path / "none.json", "d1") == 0
