@@ -104,6 +104,21 @@ from ops.cli import lag as lag_command  # noqa: E402 - each team's commands are 
 
 main.add_command(lag_command)
 
+from sinks.cli import clickhouse, sink, usage  # noqa: E402
+
+main.add_command(clickhouse)
+main.add_command(sink)
+main.add_command(usage)
+
+from streams.cli import worker  # noqa: E402 - the stream worker (faust shell)
+
+main.add_command(worker)
+
+from privacy.cli import COMMANDS as privacy_commands  # noqa: E402
+
+for _privacy_command in privacy_commands:
+    main.add_command(_privacy_command)
+
 
 if __name__ == "__main__":
     main()
