@@ -38,6 +38,10 @@ def _settings() -> Settings:
 @click.option("--single", is_flag=True, help="One event per record instead of envelopes.")
 @click.option("--no-roster", is_flag=True, help="Do not produce the roster records.")
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--oneroster-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the simulated students as a OneRoster 1.1 CSV export here.",
+)  # fmt: skip
 def simulate(
     count: int | None,
     duration: float | None,
@@ -54,6 +58,7 @@ def simulate(
     single: bool,
     no_roster: bool,
     truth_path: Path | None,
+    oneroster_dir: Path | None,
 ) -> None:
     """Simulate school districts' devices and send their activity to Kafka."""
     if count is None and duration is None:
@@ -74,6 +79,11 @@ def simulate(
         count=count, duration_s=duration, rate=rate, speed=speed, single=single,
         with_roster=not no_roster,
     )  # fmt: skip
+    if oneroster_dir is not None:
+        from producers.roster_loader import write_oneroster
+        from producers.simulator_model import build_population
+
+        write_oneroster(oneroster_dir, build_population(config))
     report = asyncio.run(run_simulation(settings, config, options))
     if truth_path is not None:
         write_truth(truth_path, report, settings, int(time.time() * 1000))
@@ -110,3 +120,27 @@ def collector_token(district_id: str, token: str) -> None:
     path = tokens_path(_settings())
     add_token(path, token, district_id)
     click.echo(f"token for {district_id} stored (hashed) in {path}")
+
+
+@click.group("roster")
+def roster() -> None:
+    """The roster (names and classes of students) from the district's SIS."""
+
+
+@roster.command("load")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--district", "district_id", required=True, help="District id of the export.")
+def roster_load(path: Path, district_id: str) -> None:
+    """Load a OneRoster 1.1 CSV export (users, enrollments, classes) into roster.v1."""
+    from producers.roster_loader import RosterLoadError, load_roster
+
+    try:
+        plan = asyncio.run(load_roster(_settings(), path, district_id))
+    except RosterLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for reason in plan.skipped:
+        click.echo(f"skipped {reason}", err=True)
+    click.echo(
+        f"{len(plan.students)} students: {len(plan.upserts)} new or changed, "
+        f"{len(plan.deletes)} removed (tombstoned)"
+    )
