@@ -132,6 +132,9 @@ class Settings:
     """Producer linger of the workers."""
     worker_fetch_bytes: int = 8 * 1024 * 1024
     """Max bytes fetched per partition per poll."""
+    presence_ts_refresh_s: int = 30
+    """A presence ``ts`` that changed without a visible change is emitted at most this often per
+    student (batch clock); visible changes and going offline are emitted at once."""
 
     # --- sinks (sinks/)
     sink_clickhouse_metrics_port: int = 9465

@@ -99,6 +99,7 @@ def params_of(settings: Settings) -> Params:
         rules,
         Limits.from_settings(settings),
         settings.topic_activity,
+        refresh_ms=settings.presence_ts_refresh_s * 1000,
     )
 
 
@@ -143,6 +144,13 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self.reader: AIOKafkaConsumer | None = None
         self.keys: DayKeyExchange | None = None
         self._stopping = False
+        self.started = False  # start() finished: clients connected, subscribed
+        self.failed = False  # run() raised: the process must stop
+
+    @property
+    def assigned(self) -> bool:
+        """Partitions are assigned and recovered (readiness)."""
+        return bool(self.states)
 
     # --- lifecycle
 
@@ -177,6 +185,11 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         await self.consumer.start()
         self.consumer.subscribe([s.topic_activity, s.topic_roster], listener=self)
+        self.started = True
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return after the batch in progress."""
+        self._stopping = True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -190,12 +203,16 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
     async def run(self) -> None:
         """Consume and process until cancelled. Raises :class:`DlqRateExceeded` on a DLQ flood."""
         assert self.consumer is not None  # noqa: S101 - start() first
-        while not self._stopping:
-            batch = await self.consumer.getmany(
-                timeout_ms=self.s.worker_batch_ms, max_records=self.s.worker_batch_max
-            )
-            async with self._lock:
-                await self._handle(batch)
+        try:
+            while not self._stopping:
+                batch = await self.consumer.getmany(
+                    timeout_ms=self.s.worker_batch_ms, max_records=self.s.worker_batch_max
+                )
+                async with self._lock:
+                    await self._handle(batch)
+        except Exception:
+            self.failed = True
+            raise
 
     # --- rebalance
 

@@ -1,12 +1,10 @@
 """Everything one input partition's processing does, as a deterministic function of (state, batch).
 
 :func:`process_batch` takes the partition's state, the activity and roster records of one batch and
-the
-batch's clock ``now_ms`` and returns what to emit. It reads no clock, awaits nothing and never
-raises on input:
-a bad event becomes a DLQ record. Given the same state and the same :class:`Intent`, it returns the
-same outputs
-and leaves the same state — which is what makes the worker crash-safe (see ``streams.engine``).
+the batch's clock ``now_ms`` and returns what to emit. It reads no clock, awaits nothing and never
+raises on input: a bad event becomes a DLQ record. Given the same state and the same
+:class:`Intent`, it returns the same outputs and leaves the same state — which is what makes the
+worker crash-safe (see ``streams.engine``).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from aiokafka.partitioner import murmur2
 
 from schemas.decoder import Limits, decode_record, encode_event
 from schemas.internal import PresenceChange
-from streams.presence import PresenceBook, StudentPresence, View
+from streams.presence import NEVER, PresenceBook, StudentPresence, View
 from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules
 
 # A consumed record: (offset, key, value, headers)
@@ -100,11 +98,14 @@ class Params(NamedTuple):
     limits: Limits
     topic_activity: str
     close_every_ms: int = 1000
+    refresh_ms: int = 30_000  # presence ts-only refresh, at most once per student per this
 
 
 def new_state(partition: int, params: Params) -> PartitionState:
     """An empty partition state (no snapshot yet)."""
-    return PartitionState(partition, PresenceBook(params.timeout_ms), UsageBook(params.rules))
+    return PartitionState(
+        partition, PresenceBook(params.timeout_ms, params.refresh_ms), UsageBook(params.rules)
+    )
 
 
 def _roster(rec: Record) -> tuple[str, str, str | None, tuple[str, ...]] | None:
@@ -206,7 +207,7 @@ def encode_snapshot(state: PartitionState) -> bytes:
         "late": state.usage.late_events,
         "students": [
             [s.district_id, s.student_id, s.name, s.classes, s.ts, s.kind, s.app, s.sub_app]
-            + [sorted(s.tie_ids), list(s.shown)]
+            + [sorted(s.tie_ids), list(s.shown), s.shown_ts, s.shown_at]
             for s in state.presence.states.values()
         ],
         "devices": [
@@ -225,12 +226,14 @@ def decode_snapshot(raw: bytes, params: Params) -> PartitionState:
     state.ticks, state.last_close_ms = doc["ticks"], doc["last_close_ms"]
     state.usage._seq, state.usage.late_events = doc["seq"], doc["late"]
     book = state.presence
-    for d, s, name, classes, ts, kind, app, sub, ties, shown in doc["students"]:
+    for d, s, name, classes, ts, kind, app, sub, ties, shown, *emitted in doc["students"]:
+        # snapshots before the ts refresh lack (shown_ts, shown_at): treat the ts as emitted
+        shown_ts, shown_at = emitted if emitted else (ts, NEVER)
         st = StudentPresence(
-            d, s, name, tuple(classes), ts, kind, app, sub, frozenset(ties), View(*shown)
-        )
-        book.states[f"{d}:{s}"] = st
-        book._track(f"{d}:{s}", st)
+            d, s, name, tuple(classes), ts, kind, app, sub, frozenset(ties), View(*shown),
+            shown_ts, shown_at,
+        )  # fmt: skip
+        book.restore(f"{d}:{s}", st)
     for key, buf, max_ts, seen, until, arrival in doc["devices"]:
         state.usage.devices[(key[0], key[1], key[2])] = DeviceUsage(
             [tuple(b) for b in buf], max_ts, seen, until, arrival

@@ -1,20 +1,21 @@
 """The presence rule (CONTRACT §4) as pure functions over plain values.
 
 A student's state is the event with the greatest ``ts`` (ties: the later arrival wins; an older
-event never
-overwrites a newer one). What a teacher sees is the :class:`View` ``(name, online, app, sub_app)``;
-the worker
-emits a :class:`~schemas.internal.PresenceChange` only when that view changes (or the roster entry
-changes),
-never on every heartbeat.
+event never overwrites a newer one). What a teacher sees is the :class:`View` ``(name, online, app,
+sub_app)``; the worker emits a :class:`~schemas.internal.PresenceChange` at once when that view
+changes (or the roster entry changes), never on every heartbeat.
+
+The Redis hash's ``ts`` is "ms of the state's event" (CONTRACT §4), so a ts that changed without a
+visible change is not lost either: it is emitted as a ts-only refresh at most once per
+``refresh_ms`` of the batch clock per student (default 30 s, ``PRESENCE_TS_REFRESH_S``). Every
+emission carries the state's ``ts``, and a pending refresh is always emitted eventually, so once a
+student is offline (timeout, idle, logout) Redis holds exactly the ``ts`` of their state's event.
 
 Nothing here reads a clock: callers pass ``now_ms`` (the worker's clock, recorded per batch so that
-a replay
-gives the same result). :class:`PresenceBook` keeps the states of one worker and a deadline heap so
-that
-:meth:`PresenceBook.expire` finds students whose timeout passed in ``O(k log n)``; the heap holds
-at most one
-entry per student shown online, so memory is bounded by the number of students.
+a replay gives the same result). :class:`PresenceBook` keeps the states of one worker and a wake-up
+heap (timeouts and due refreshes) so that :meth:`PresenceBook.expire` finds the students to update
+in ``O(k log n)``; a student has at most one live heap entry, so memory is bounded by the number of
+students.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import NamedTuple
 
 from schemas.event import ACTIVE_KINDS, ActivityEvent
 from schemas.internal import PresenceChange
+
+NEVER = -(2**62)  # "no time yet" for clocks and deadlines
+DEFAULT_REFRESH_MS = 30_000
 
 
 class View(NamedTuple):
@@ -45,9 +49,9 @@ class StudentPresence(NamedTuple):
     """The presence state of one student.
 
     ``tie_ids`` are the event ids seen with ``ts == self.ts``: a repeat of one of them must not win
-    the tie
-    against a different event of the same ``ts`` that arrived in between (a duplicate changes
-    nothing).
+    the tie against a different event of the same ``ts`` that arrived in between (a duplicate
+    changes nothing). ``shown``, ``shown_ts`` and ``shown_at`` describe the last emitted change:
+    its view, its ``ts`` and the batch clock when it was emitted.
     """
 
     district_id: str
@@ -60,6 +64,8 @@ class StudentPresence(NamedTuple):
     sub_app: str
     tie_ids: frozenset[str]
     shown: View  # the view last emitted
+    shown_ts: int = -1  # the ts last emitted
+    shown_at: int = NEVER  # now_ms of the last emission
 
     def view(self, now_ms: int, timeout_ms: int) -> View:
         """The view of this state at ``now_ms``."""
@@ -71,6 +77,17 @@ class StudentPresence(NamedTuple):
         """The first ``now_ms`` at which this state is offline (only meaningful for active
         kinds)."""
         return self.ts + timeout_ms + 1
+
+    def wake_at(self, timeout_ms: int, refresh_ms: int) -> int | None:
+        """The next ``now_ms`` at which :meth:`PresenceBook.expire` must look at this student:
+        its timeout while shown online, or its refresh while the emitted ``ts`` is stale."""
+        wake: int | None = None
+        if self.shown.online:
+            wake = self.deadline(timeout_ms)
+        if self.shown != NEVER_SHOWN and self.ts != self.shown_ts:
+            due = self.shown_at + refresh_ms
+            wake = due if wake is None else min(wake, due)
+        return wake
 
 
 def new_student(district_id: str, student_id: str) -> StudentPresence:
@@ -101,10 +118,17 @@ def _change(
     )
 
 
+def _emitted(state: StudentPresence, view: View, now_ms: int) -> StudentPresence:
+    return state._replace(shown=view, shown_ts=state.ts, shown_at=now_ms)
+
+
 def apply_event(
     state: StudentPresence, ev: ActivityEvent, now_ms: int, timeout_ms: int
 ) -> tuple[StudentPresence, PresenceChange | None]:
-    """Apply one valid event; return the new state and the change to emit, if the view changed."""
+    """Apply one valid event; return the new state and the change to emit, if the view changed.
+
+    A ts-only change is not emitted here: :func:`refresh` emits it when due.
+    """
     if ev.ts < state.ts:
         return state, None  # older never overwrites newer
     if ev.ts == state.ts:
@@ -123,8 +147,21 @@ def _show(
     view = state.view(now_ms, timeout_ms)
     if view == state.shown:
         return state, None
-    state = state._replace(shown=view)
+    state = _emitted(state, view, now_ms)
     return state, _change(state, view)
+
+
+def refresh(
+    state: StudentPresence, now_ms: int, timeout_ms: int, refresh_ms: int
+) -> tuple[StudentPresence, PresenceChange | None]:
+    """At ``now_ms``: emit a visible change (a timeout), else a due ts-only refresh, else nothing."""
+    state, change = _show(state, now_ms, timeout_ms)
+    if change is not None or state.ts == state.shown_ts or state.shown == NEVER_SHOWN:
+        return state, change
+    if now_ms - state.shown_at < refresh_ms:
+        return state, None
+    state = _emitted(state, state.shown, now_ms)
+    return state, _change(state, state.shown)
 
 
 def apply_roster(
@@ -137,8 +174,7 @@ def apply_roster(
     """Apply a roster record (``name`` ``None`` = tombstone: the student left the roster).
 
     A tombstone drops the state and emits a ``deleted`` change removing the student from their
-    classes.
-    A record emits a change when the name or the classes change.
+    classes. A record emits a change when the name or the classes change.
     """
     if name is None:
         if state.shown == NEVER_SHOWN:
@@ -150,29 +186,36 @@ def apply_roster(
     removed = tuple(c for c in state.classes if c not in classes)
     state = state._replace(name=name, classes=classes)
     view = state.view(now_ms, timeout_ms)
-    state = state._replace(shown=view)
+    state = _emitted(state, view, now_ms)
     return state, _change(state, view, classes_add=classes, classes_remove=removed)
 
 
 class PresenceBook:
-    """The presence states of the students one worker owns, with a deadline heap for the timeout."""
+    """The presence states of the students one worker owns, with a wake-up heap (timeouts and
+    ts refreshes)."""
 
-    __slots__ = ("states", "timeout_ms", "_heap", "_queued")
+    __slots__ = ("states", "timeout_ms", "refresh_ms", "_heap", "_queued")
 
-    def __init__(self, timeout_ms: int) -> None:
+    def __init__(self, timeout_ms: int, refresh_ms: int = DEFAULT_REFRESH_MS) -> None:
         self.timeout_ms = timeout_ms
+        self.refresh_ms = refresh_ms
         self.states: dict[str, StudentPresence] = {}  # key "district:student"
-        self._heap: list[tuple[int, str]] = []  # (deadline, key)
-        self._queued: set[str] = set()  # keys with an entry in the heap (at most one each)
+        self._heap: list[tuple[int, str]] = []  # (wake-up now_ms, key)
+        self._queued: dict[str, int] = {}  # key -> wake-up of its live heap entry
 
     def _state(self, key: str, district_id: str, student_id: str) -> StudentPresence:
         state = self.states.get(key)
         return new_student(district_id, student_id) if state is None else state
 
     def _track(self, key: str, state: StudentPresence) -> None:
-        if state.shown.online and key not in self._queued:
-            self._queued.add(key)
-            heapq.heappush(self._heap, (state.deadline(self.timeout_ms), key))
+        wake = state.wake_at(self.timeout_ms, self.refresh_ms)
+        if wake is None:
+            return
+        queued = self._queued.get(key)
+        # An earlier entry stays valid (expire() looks again then); a later one is superseded.
+        if queued is None or wake < queued:
+            self._queued[key] = wake
+            heapq.heappush(self._heap, (wake, key))
 
     def on_event(self, ev: ActivityEvent, now_ms: int) -> PresenceChange | None:
         """Apply a valid event; the change to emit, if any."""
@@ -204,22 +247,28 @@ class PresenceBook:
             self._track(key, new)
         return change
 
+    def restore(self, key: str, state: StudentPresence) -> None:
+        """Put back a state read from a snapshot."""
+        self.states[key] = state
+        self._track(key, state)
+
     def expire(self, now_ms: int) -> list[PresenceChange]:
-        """Students shown online whose timeout passed by ``now_ms``: mark them offline, return the
-        changes.
+        """Timeouts and due ts refreshes at ``now_ms``: update the states, return the changes.
 
         Heap entries are lazy: an entry whose student got a newer event is pushed back with the new
-        deadline instead of going offline.
+        wake-up time instead of emitting anything.
         """
         changes: list[PresenceChange] = []
-        heap = self._heap
+        heap, queued = self._heap, self._queued
         while heap and heap[0][0] <= now_ms:
-            _, key = heapq.heappop(heap)
-            self._queued.discard(key)
+            wake, key = heapq.heappop(heap)
+            if queued.get(key) != wake:
+                continue  # superseded by an earlier entry
+            del queued[key]
             state = self.states.get(key)
-            if state is None or not state.shown.online:
+            if state is None:
                 continue
-            state, change = _show(state, now_ms, self.timeout_ms)
+            state, change = refresh(state, now_ms, self.timeout_ms, self.refresh_ms)
             self.states[key] = state
             if change is not None:
                 changes.append(change)

@@ -78,7 +78,7 @@ def test_timeout_boundary_is_inclusive() -> None:
 
 
 def test_expire_goes_offline_exactly_after_timeout_and_respects_newer_events() -> None:
-    book = PresenceBook(T)
+    book = PresenceBook(T, refresh_ms=10**9)  # ts refreshes tested below
     book.on_event(ev("a", "app_focus", 0, "docs", student="s1"), 0)
     book.on_event(ev("b", "app_focus", 0, "docs", student="s2"), 0)
     book.on_event(ev("c", "heartbeat", 30_000, "docs", student="s2"), 30_000)
@@ -87,7 +87,7 @@ def test_expire_goes_offline_exactly_after_timeout_and_respects_newer_events() -
     assert [(c.student_id, c.online, c.app) for c in changes] == [("s1", False, "")]
     assert book.expire(T + 2) == []  # once only
     changes = book.expire(30_000 + T + 1)
-    assert [c.student_id for c in changes] == ["s2"]
+    assert [(c.student_id, c.ts) for c in changes] == [("s2", 30_000)]  # the state's event ts
     assert book.expire(10**9) == []
 
 
@@ -97,7 +97,7 @@ def test_expire_heap_stays_bounded_under_heartbeats() -> None:
         book.on_event(ev(f"h{i}", "heartbeat", i * 10, "docs"), i * 10)
         if i % 100 == 0:
             book.expire(i * 10)
-    assert len(book._heap) <= 1
+    assert len(book._heap) <= 3  # per student, not per event: a live entry + superseded ones
 
 
 def test_roster_join_name_classes_and_tombstone() -> None:
@@ -138,3 +138,76 @@ def test_any_arrival_order_gives_the_newest_event_as_state() -> None:
         winners = {(e.kind, e.app) for e in events if e.ts == top}
         assert (state.kind, state.app) in winners
         assert shown == state.view(50_000, T)
+
+
+R = 30_000  # PRESENCE_TS_REFRESH_S = 30
+
+
+def test_ts_only_refresh_at_most_once_per_refresh_interval_of_the_batch_clock() -> None:
+    book = PresenceBook(T, refresh_ms=R)
+    emitted = []
+    first = book.on_event(ev("a", "app_focus", 0, "docs"), 0)
+    assert first is not None and first.ts == 0
+    for i in range(1, 31):  # heartbeats every 10 s for 5 minutes, batches every 10 s
+        now = i * 10_000
+        assert book.on_event(ev(f"h{i}", "heartbeat", now - 500, "docs"), now) is None
+        emitted += [(now, c.ts, c.online, c.app) for c in book.expire(now)]
+    # one refresh per 30 s of batch clock, each carrying the newest ts, still online in docs
+    assert emitted == [(n, n - 500, True, "docs") for n in range(30_000, 300_001, 30_000)]
+
+
+def test_visible_change_is_emitted_at_once_whatever_the_refresh() -> None:
+    book = PresenceBook(T, refresh_ms=R)
+    book.on_event(ev("a", "app_focus", 0, "docs"), 0)
+    ch = book.on_event(ev("b", "app_focus", 1000, "web", "pbs.org"), 1000)
+    assert ch is not None and (ch.app, ch.sub_app, ch.ts) == ("web", "pbs.org", 1000)
+    ch = book.on_event(ev("c", "idle", 2000), 2000)
+    assert ch is not None and not ch.online and ch.ts == 2000
+
+
+def test_after_going_offline_the_emitted_ts_is_exactly_the_states_event() -> None:
+    rnd = random.Random(3)
+    for _ in range(100):
+        book = PresenceBook(T, refresh_ms=R)
+        last: dict[str, int] = {}
+        now = 0
+        for i in range(rnd.randrange(1, 40)):
+            now += rnd.randrange(0, 20_000)
+            kind = rnd.choice(["heartbeat"] * 5 + ["app_focus", "idle", "logout"])
+            ts = now - rnd.randrange(0, 5_000)
+            ch = book.on_event(ev(f"e{i}", kind, ts, rnd.choice(["docs", "math"])), now)
+            changes = ([ch] if ch else []) + book.expire(now)
+            for c in changes:
+                last[c.student_id] = c.ts
+        for c in book.expire(now + T + R + 1):  # the day ends: everyone times out
+            last[c.student_id] = c.ts
+        state = book.states["d1:s1"]
+        assert not state.view(now + T + R + 1, T).online
+        assert last["s1"] == state.ts
+
+
+def test_refresh_is_deterministic_on_replay_with_the_recorded_clock() -> None:
+    rnd = random.Random(5)
+    batches = []
+    now = 0
+    for b in range(50):
+        now += rnd.randrange(100, 15_000)
+        batches.append(
+            (now, [ev(f"e{b}-{i}", "heartbeat", now - rnd.randrange(0, 3000), "docs",
+                      student=f"s{rnd.randrange(5)}") for i in range(rnd.randrange(0, 6))])
+        )  # fmt: skip
+
+    def run() -> list[tuple[str, int, bool]]:
+        book = PresenceBook(T, refresh_ms=R)
+        out = []
+        for clock, events in batches:
+            for e in events:
+                ch = book.on_event(e, clock)
+                if ch:
+                    out.append((ch.student_id, ch.ts, ch.online))
+            out += [(c.student_id, c.ts, c.online) for c in book.expire(clock)]
+        return out
+
+    first = run()
+    assert first == run()
+    assert len(first) < sum(len(e) for _, e in batches)  # not every heartbeat
