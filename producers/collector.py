@@ -186,12 +186,15 @@ class Collector:
         await asyncio.gather(*sends)
 
     # --- HTTP
-    def _district(self, request: web.Request) -> str | None:
+    def _token(self, request: web.Request) -> tuple[str, str] | None:
+        """``(token_hash, district_id)`` of the request's bearer token, if it is known."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        return self.tokens.get(hash_token(token.strip()))
+        hashed = hash_token(token.strip())
+        district = self.tokens.get(hashed)
+        return None if district is None else (hashed, district)
 
     async def handle_events(self, request: web.Request) -> web.Response:
         response = await self._handle_events(request)
@@ -199,9 +202,10 @@ class Collector:
         return response
 
     async def _handle_events(self, request: web.Request) -> web.Response:
-        district = self._district(request)
-        if district is None:
+        token = self._token(request)
+        if token is None:
             return _error(401, "unauthorized", "a valid bearer token is required")
+        token_hash, district = token
         body = await _read_body(request, self.settings.collector_max_body_bytes)
         if isinstance(body, web.Response):
             return body
@@ -213,7 +217,7 @@ class Collector:
             return _error(status, first.reason.value, first.detail)
         if len(outcomes) > self.settings.collector_max_events:
             return _error(413, "too_many_events", f"at most {self.settings.collector_max_events}")
-        wait = self._bucket(district).take(len(outcomes), time.monotonic())
+        wait = self._bucket(token_hash).take(len(outcomes), time.monotonic())
         if wait:
             return _error(429, "rate_limited", "slow down", retry_after=wait)
         if self.in_flight + len(outcomes) > self.settings.collector_max_in_flight:
@@ -264,13 +268,13 @@ class Collector:
             content_type="application/json",
         )
 
-    def _bucket(self, district: str) -> _TokenBucket:
-        bucket = self._buckets.get(district)
+    def _bucket(self, token_hash: str) -> _TokenBucket:
+        bucket = self._buckets.get(token_hash)
         if bucket is None:
             rate = self.settings.collector_token_rate
             burst = max(rate, float(self.settings.collector_max_events))
             bucket = _TokenBucket(rate, burst, burst, time.monotonic())
-            self._buckets[district] = bucket
+            self._buckets[token_hash] = bucket
         return bucket
 
     async def handle_health(self, _request: web.Request) -> web.Response:
