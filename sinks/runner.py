@@ -97,6 +97,7 @@ class SinkLoop:
         self._sleep = sleep
         self._next: dict[TopicPartition, int] = {}  # offset after the last buffered record
         self._lock = asyncio.Lock()  # the loop and the rebalance listener never flush at once
+        self.backend_ok = True  # the last write succeeded: readiness of the sink process
         self._batch_started = time.monotonic()
 
     def listener(self) -> ConsumerRebalanceListener:
@@ -159,11 +160,13 @@ class SinkLoop:
                 except PermanentSinkError:
                     metrics.SINK_FAILURES.labels(name, "permanent").inc()
                     metrics.SINK_BACKEND_UP.labels(name).set(0)
+                    self.backend_ok = False
                     log.critical("%s sink: permanent failure, stopping", name, exc_info=True)
                     raise
                 except Exception as exc:
                     metrics.SINK_FAILURES.labels(name, "transient").inc()
                     metrics.SINK_BACKEND_UP.labels(name).set(0)
+                    self.backend_ok = False
                     delay = self.backoff.next()
                     log.warning(
                         "%s sink: write failed (%s: %s); %d records kept, retrying in %.1fs",
@@ -177,6 +180,7 @@ class SinkLoop:
                     continue
                 metrics.SINK_BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
                 metrics.SINK_BACKEND_UP.labels(name).set(1)
+                self.backend_ok = True
                 self.backoff.reset()
                 return
         finally:

@@ -1,8 +1,9 @@
 """The long-running sink processes: ``csync sink clickhouse`` and ``csync sink redis``.
 
 Each reads its internal topic with its own consumer group and manual commits (see :mod:`sinks.runner`),
-serves Prometheus ``/metrics`` on ``127.0.0.1`` (``SINK_CLICKHOUSE_METRICS_PORT`` / ``SINK_REDIS_METRICS_PORT``)
-and stops cleanly on SIGINT/SIGTERM after a last flush and commit.
+serves ``/metrics``, ``/healthz`` and ``/readyz`` (:class:`ops.endpoints.OpsServer`) on ``127.0.0.1``
+(``SINK_CLICKHOUSE_METRICS_PORT`` / ``SINK_REDIS_METRICS_PORT``) and stops cleanly on SIGINT/SIGTERM after
+a last flush and commit. Ready means: partitions assigned and the last write to the backend succeeded.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import signal
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from csync.settings import Settings
+from ops.endpoints import OpsServer
 from sinks.clickhouse_client import clickhouse_client, redact_url
 from sinks.clickhouse_sink import ClickHouseUsageSink
 from sinks.faults import SinkFaults
@@ -40,7 +41,12 @@ def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
 
 
 async def _run(
-    settings: Settings, sink: BatchSink, topic: str, group: str, stop: asyncio.Event
+    settings: Settings,
+    sink: BatchSink,
+    topic: str,
+    group: str,
+    stop: asyncio.Event,
+    ops: OpsServer,
 ) -> None:
     consumer = _consumer(settings, group)
     loop = SinkLoop(
@@ -49,12 +55,16 @@ async def _run(
         flush_interval_s=settings.sink_flush_interval_s,
         max_batch=settings.sink_max_batch,
     )
+    ops.add_readiness("partitions", lambda: bool(consumer.assignment()))
+    ops.add_readiness("backend", lambda: loop.backend_ok)
     consumer.subscribe([topic], listener=loop.listener())
+    await ops.start()
     await consumer.start()
     try:
         await loop.run(stop)
     finally:
         await consumer.stop()
+        await ops.stop()
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -78,7 +88,7 @@ async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = N
         ttl_days=settings.usage_ttl_days,
         k_anonymity=settings.k_anonymity,
     )
-    start_http_server(settings.sink_clickhouse_metrics_port, addr="127.0.0.1")
+    ops = OpsServer("sink-clickhouse", settings.sink_clickhouse_metrics_port)
     runner = web.AppRunner(read_app(client, settings.clickhouse_database))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.usage_read_port).start()
@@ -88,7 +98,9 @@ async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = N
         faults=SinkFaults.parse(settings.sink_fault_injection),
     )
     try:
-        await _run(settings, sink, settings.topic_usage_cells, settings.sink_group_clickhouse, stop)
+        await _run(
+            settings, sink, settings.topic_usage_cells, settings.sink_group_clickhouse, stop, ops
+        )
     finally:
         await runner.cleanup()
 
@@ -98,7 +110,7 @@ async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) 
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
-    start_http_server(settings.sink_redis_metrics_port, addr="127.0.0.1")
+    ops = OpsServer("sink-redis", settings.sink_redis_metrics_port)
     redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     sink = RedisPresenceSink(
         redis,
@@ -107,6 +119,6 @@ async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) 
         faults=SinkFaults.parse(settings.sink_fault_injection),
     )
     try:
-        await _run(settings, sink, settings.topic_presence, settings.sink_group_redis, stop)
+        await _run(settings, sink, settings.topic_presence, settings.sink_group_redis, stop, ops)
     finally:
         await redis.aclose()

@@ -1,5 +1,7 @@
 -- CONTRACT §5: per-minute usage cells. SummingMergeTree keeps active_ms a plain UInt64 that background merges
--- add up, and merges the AggregateFunction(uniq) states as AggregatingMergeTree would; readers still use
+-- add up, and merges the AggregateFunction(uniq) states as AggregatingMergeTree would. It must be given NO
+-- column list: SummingMergeTree(active_ms) sums active_ms but keeps the first row's `students` state at a
+-- merge, losing distinct students (test_merges_keep_every_student proves it). Readers still use
 -- sum(active_ms) and uniqMerge(students) grouped by the key, because unmerged parts can hold several rows per key.
 -- A row whose active_ms is 0 would be dropped by merges; the workers never emit one (no time, no cell).
 -- non_replicated_deduplication_window keeps the block ids of the last inserts so a replayed batch
@@ -12,7 +14,7 @@ CREATE TABLE IF NOT EXISTS {db}.app_minute
     active_ms UInt64,
     students AggregateFunction(uniq, UInt64)
 )
-ENGINE = SummingMergeTree(active_ms)
+ENGINE = SummingMergeTree
 ORDER BY (minute, app, sub_app)
 TTL minute + INTERVAL {ttl_days} DAY
 SETTINGS non_replicated_deduplication_window = 10000;

@@ -162,6 +162,23 @@ async def test_crash_after_insert_then_replay_adds_nothing(chdb_client: Client, 
     assert totals(chdb_client, db) == expected(records)
 
 
+async def test_merges_keep_every_student(chdb_client: Client, db: str) -> None:
+    # Background merges must add active_ms AND merge the uniq states: a table engine that keeps the
+    # first row's state at a merge (SummingMergeTree(active_ms)) loses distinct students.
+    records = make_records(30)
+    sink = ClickHouseUsageSink(chdb_client, db)
+    await sink.on_assign({0, 1, 2})
+    for i, r in enumerate(records):
+        sink.add(r)
+        if i % 5 == 4:
+            await sink.flush()  # several parts, so OPTIMIZE has rows to merge
+    await sink.flush()
+    before = totals(chdb_client, db)
+    assert before == expected(records)
+    chdb_client.command(f"OPTIMIZE TABLE {db}.app_minute FINAL")
+    assert totals(chdb_client, db) == before
+
+
 async def test_same_batch_inserted_twice_is_deduplicated_by_token(
     chdb_client: Client, db: str
 ) -> None:
