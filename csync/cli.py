@@ -104,7 +104,11 @@ from ops.cli import lag as lag_command  # noqa: E402 - each team's commands are 
 
 main.add_command(lag_command)
 
+from producers.cli import collector, collector_token, roster, simulate  # noqa: E402
 from sinks.cli import clickhouse, sink, usage  # noqa: E402
+
+for _producer_command in (simulate, collector, collector_token, roster):
+    main.add_command(_producer_command)
 
 main.add_command(clickhouse)
 main.add_command(sink)
