@@ -30,24 +30,41 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the pipeline needs, with its retention (privacy policy: strict retention limits)."""
     p = settings.partitions
+    # Retention acts on closed segments only: segment.ms bounds how long past retention.ms data can stay
+    # on disk, and max.compaction.lag.ms bounds how long a tombstoned (purged) roster name can survive.
+    hour, day = 3_600_000, 86_400_000
     return [
         TopicSpec(
             settings.topic_activity,
             p,
-            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_activity_ms)},
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.retention_activity_ms),
+                "segment.ms": str(min(day, settings.retention_activity_ms)),
+            },
             "raw device activity (events and envelopes)",
         ),
         TopicSpec(
             settings.topic_roster,
             p,
             # Kept until a tombstone (roster removal or district purge); tombstones go after a day.
-            {"cleanup.policy": "compact", "retention.ms": "-1", "delete.retention.ms": "86400000"},
+            {
+                "cleanup.policy": "compact",
+                "retention.ms": "-1",
+                "delete.retention.ms": str(day),
+                "segment.ms": str(day),
+                "max.compaction.lag.ms": str(day),
+            },
             "roster records, compacted",
         ),
         TopicSpec(
             settings.topic_dlq,
             p,
-            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_dlq_ms)},
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.retention_dlq_ms),
+                "segment.ms": str(min(hour, settings.retention_dlq_ms)),
+            },
             "rejected input with reasons",
         ),
         TopicSpec(
@@ -56,14 +73,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             {
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(settings.retention_presence_ms),
-                "delete.retention.ms": "3600000",
+                "delete.retention.ms": str(hour),
+                "segment.ms": str(hour),
+                "max.compaction.lag.ms": str(day),
             },
             "internal: presence changes for the Redis sink",
         ),
         TopicSpec(
             settings.topic_usage_cells,
             p,
-            {"cleanup.policy": "delete", "retention.ms": str(settings.retention_usage_cells_ms)},
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.retention_usage_cells_ms),
+                "segment.ms": str(min(day, settings.retention_usage_cells_ms)),
+            },
             "internal: de-identified usage rows for the ClickHouse sink",
         ),
     ]

@@ -110,6 +110,10 @@ def usage(day_from: dt.datetime, day_to: dt.datetime, app: str | None, fmt: str)
     if end < start:
         raise click.UsageError("--to is before --from")
     rows = read_usage(settings, start, end, app)
+    # Every analyst query is on the audit trail (who, range, app filter, row count; no usage data).
+    from privacy.audit import record_usage_query
+
+    record_usage_query(settings, start, end, app, len(rows))
     write_rows(rows, fmt)
 
 
