@@ -50,3 +50,12 @@ test: lint
 
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+## demo: the whole pipeline on the local stack, a live dashboard, then demo-report/index.html
+## (DEMO_MINUTES=3 by default; Ctrl-C stops everything it started)
+demo: venv
+	$(BIN)/python -m demo
+
+## bench: every benchmark of bench/ against its own stack; table in bench/results/latest.md
+bench: venv
+	$(BIN)/python bench/run_all.py

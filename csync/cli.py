@@ -123,6 +123,10 @@ from privacy.cli import COMMANDS as privacy_commands  # noqa: E402
 for _privacy_command in privacy_commands:
     main.add_command(_privacy_command)
 
+from demo.cli import demo as demo_command  # noqa: E402 - make demo: the whole pipeline, live
+
+main.add_command(demo_command)
+
 
 if __name__ == "__main__":
     main()
