@@ -63,9 +63,14 @@ def daily_public_view_sql(db: str, k_anonymity: int) -> str:
 
     ``students`` is the distinct count over the day; student tokens change every UTC day, so a day is the
     widest window over which they can be counted, and the narrowest the analysts get.
+
+    ``SQL SECURITY DEFINER``: on a ClickHouse server the analyst role is granted SELECT on this view only
+    (deploy/clickhouse/analyst_role.sql); the view reads ``app_minute`` with its definer's rights, so the
+    raw table never has to be granted.
     """
     return f"""
-CREATE OR REPLACE VIEW {db}.app_daily_public AS
+CREATE OR REPLACE VIEW {db}.app_daily_public
+DEFINER = CURRENT_USER SQL SECURITY DEFINER AS
 SELECT day, app, sub_app, active_seconds, students
 FROM
 (
