@@ -44,7 +44,7 @@ from demo import probe
 from demo.dashboard import ProcessRow, Snapshot, render, render_text
 from demo.fleet import CollectorFleet
 from demo.launch import STAND_INS, mounted
-from demo.processes import Child, Supervisor, raise_on_signals, sweep
+from demo.processes import Child, Supervisor, raise_on_signals, restore_signals, sweep
 from demo.report import Reading, write_report
 from producers.simulator_model import SimulationConfig, Student, build_population
 
@@ -108,6 +108,8 @@ class DemoResult:
     roster_seen: bool
     stand_ins: list[str]
     notes: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    """Every process the demo started (all stopped when it returns)."""
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -514,7 +516,7 @@ def run_demo(
     settings: Settings, options: DemoOptions, console: Console | None = None
 ) -> DemoResult:
     """Run the demo end to end; whatever happens, stop what it started."""
-    raise_on_signals()
+    previous_handlers = raise_on_signals()
     options.demo_dir.mkdir(parents=True, exist_ok=True)
     demo = Demo(settings, options)
     console = console or Console()
@@ -558,6 +560,8 @@ def run_demo(
         text_path.write_text(result.dashboard_text)
     finally:
         demo.stop()
+        restore_signals(previous_handlers)
+        result.pids = list(demo.supervisor.started) if demo.supervisor else []
         result.stand_ins = demo.stand_ins
         result.notes = demo.notes
     s = demo.settings

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MARKER = "demo.launch"  # every child's command line contains it (python -m demo.launch …)
 
@@ -93,6 +94,8 @@ class Supervisor:
         self.pid_file = pid_file
         self.grace_s = grace_s
         self.children: list[Child] = []
+        self.started: list[int] = []
+        """Every pid this supervisor ever started (for checks that nothing is left)."""
         log_dir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop_all)
 
@@ -110,6 +113,7 @@ class Supervisor:
             )
         child = Child(name, proc, log)
         self.children.append(child)
+        self.started.append(proc.pid)
         self._record()
         return child
 
@@ -163,11 +167,17 @@ class Supervisor:
         return stopped
 
 
-def raise_on_signals() -> None:
-    """Turn SIGTERM and SIGHUP into ``KeyboardInterrupt`` so the demo's ``finally`` blocks run (SIGINT already is)."""
+def raise_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into ``KeyboardInterrupt`` so the demo's ``finally`` blocks run (SIGINT already
+    is); return the previous handlers for :func:`restore_signals`."""
 
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`raise_on_signals` replaced."""
+    for sig, old in previous.items():
+        signal.signal(sig, old)
