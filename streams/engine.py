@@ -1,47 +1,33 @@
 """The worker's Kafka loop: deterministic batches, a write-ahead intent log and partition snapshots.
 
-Crash safety — why not ``processing_guarantee="exactly_once"``: faust-streaming's transactional
-mode has open
-reports of duplicates after a kill (faust-streaming/faust#517), sends outside the transaction
-(#177), crashes
-on rebalance (#323) and at start (#440); its at-least-once commit tracking has an open bug
-committing past an
-in-flight message (#606). And faust's per-record overhead (≈4k records/s) is far below our target.
-So the hot
-path is plain aiokafka inside the faust app, and exactness comes from determinism instead of
-transactions:
+Crash safety — why not ``processing_guarantee="exactly_once"``: faust-streaming's transactional mode
+has open reports of duplicates after a kill (faust-streaming/faust#517), sends outside the
+transaction (#177), crashes on rebalance (#323) and at start (#440); its at-least-once commit
+tracking has an open bug committing past an in-flight message (#606). And faust's per-record
+overhead (≈4k records/s) is far below our target. So the hot path is plain aiokafka inside the faust
+app, and exactness comes from determinism instead of transactions:
 
 1. A batch of one partition is an :class:`~streams.partition.Intent`: the offset ranges of the
-activity and
-   roster records it covers and the clock ``now_ms`` it uses.
-   :func:`~streams.partition.process_batch` is a
-   deterministic function of (state, intent, records).
+   activity and roster records it covers and the clock ``now_ms`` it uses.
+   :func:`~streams.partition.process_batch` is a deterministic function of (state, intent, records).
 2. Before emitting anything of a batch, the worker writes its intent to the partition's slot of the
-internal
-   state topic and waits for the ack. Only then it emits the batch's presence changes, usage partial
-   (``src = (partition, first_offset, last_offset)``), DLQ records and re-routed events, and waits
-   for their
-   acks before the next intent of that partition. Every few seconds it writes a snapshot of the
-   partition
-   state (after the outputs of every earlier intent were acked).
+   internal state topic and waits for the ack. Only then it emits the batch's presence changes,
+   usage partial (``src = (partition, first_offset, last_offset)``), DLQ records and re-routed
+   events, and waits for their acks before the next intent of that partition. Every few seconds it
+   writes a snapshot of the partition state (after the outputs of every earlier intent were acked).
 3. Recovery of a partition (start, rebalance, after ``kill -9``): load the last snapshot, replay
-every later
-   intent over exactly the same records with the recorded ``now_ms``. All but the last intent had
-   their
-   outputs acked: they are replayed silently. The last one is replayed *with* its outputs: the
-   usage partial is
-   byte-identical and has the same ``src`` (the ClickHouse sink dedups by it), presence changes are
-   idempotent (last write wins by ``ts``). DLQ records and re-routed events of that one batch may
-   appear twice:
-   a re-routed duplicate is dropped by the receiving partition's event-id dedup or lateness rule.
+   every later intent over exactly the same records with the recorded ``now_ms``. All but the last
+   intent had their outputs acked: they are replayed silently. The last one is replayed *with* its
+   outputs: the usage partial is byte-identical and has the same ``src`` (the ClickHouse sink dedups
+   by it), presence changes are idempotent (last write wins by ``ts``). DLQ records and re-routed
+   events of that one batch may appear twice: a re-routed duplicate is dropped by the receiving
+   partition's event-id dedup or lateness rule.
 
-So the state after recovery is exactly the state consistent with the intents, whatever the
-committed group
-offsets say (we commit them after each snapshot only for lag monitoring). Limitation: without
-transactions
-nothing fences a zombie worker still writing after losing its partition; replay skips intents that
-do not
-continue the state's offsets, which covers duplicate intents but not diverging ones.
+So the state after recovery is exactly the state consistent with the intents, whatever the committed
+group offsets say (we commit them after each snapshot only for lag monitoring). Limitation: without
+transactions nothing fences a zombie worker still writing after losing its partition; replay skips
+intents that do not continue the state's offsets, which covers duplicate intents but not diverging
+ones.
 """
 
 from __future__ import annotations
@@ -139,6 +125,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._lock = asyncio.Lock()
         self._invalid_window: deque[bool] = deque(maxlen=1000)
         self.processed_events = 0
+        self.invalid_events = 0
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.reader: AIOKafkaConsumer | None = None
@@ -328,6 +315,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.USAGE_ROWS.inc(rows)
         metrics.REROUTED_EVENTS.inc(len(out.reroute))
         invalid = sum(out.invalid.values())
+        self.invalid_events += invalid
         self._invalid_window.extend([True] * min(invalid, 1000))
         self._invalid_window.extend([False] * min(out.valid + len(out.reroute), 1000))
         window = self._invalid_window

@@ -1,10 +1,8 @@
 """The Kafka side of the daily key store (see ``streams.student_token`` for the design).
 
-One compacted single-partition topic; record key ``{day}:{nonce}``, value the 32-byte key,
-tombstone =
-destroyed. A worker missing a day's key produces a candidate, reads the topic to its end and takes
-the
-lowest-offset candidate of that day, which every worker agrees on.
+One compacted single-partition topic; record key ``{day}:{nonce}``, value the 32-byte key, tombstone
+= destroyed. A worker missing a day's key produces a candidate, reads the topic to its end and takes
+the lowest-offset candidate of that day, which every worker agrees on.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def _show(
 def refresh(
     state: StudentPresence, now_ms: int, timeout_ms: int, refresh_ms: int
 ) -> tuple[StudentPresence, PresenceChange | None]:
-    """At ``now_ms``: emit a visible change (a timeout), else a due ts-only refresh, else nothing."""
+    """At ``now_ms``: a visible change (a timeout), else a due ts-only refresh, else nothing."""
     state, change = _show(state, now_ms, timeout_ms)
     if change is not None or state.ts == state.shown_ts or state.shown == NEVER_SHOWN:
         return state, change

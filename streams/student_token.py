@@ -1,39 +1,27 @@
 """De-identified student tokens under daily keys (CONTRACT §5).
 
 ``student_token = uint64(first 8 bytes of HMAC-SHA256(day_key, f"{district_id}:{student_id}"))``
-where the day
-is the UTC day of the usage row's *minute* (event time), so the same student gets the same token
-for every
-minute of a day, on every device and in every worker, and unrelated tokens on other days.
+where the day is the UTC day of the usage row's *minute* (event time), so the same student gets the
+same token for every minute of a day, on every device and in every worker, and unrelated tokens on
+other days.
 
 Why the keys must be shared: a student's events (all their devices) are on one partition, so only
-the worker
-that owns that partition tokenises them. But partitions move between workers (rebalance, crash,
-restart, a
-replay) within a day; a worker that made up its own key would give the same student a second token
-that day and
-``uniq(students)`` would count them twice. So every worker must get the same key for the same day.
-Keys live in
-one compacted, single-partition Kafka topic (``Settings.topic_day_keys``); the store is
-:class:`DayKeyStore`.
+the worker that owns that partition tokenises them. But partitions move between workers (rebalance,
+crash, restart, a replay) within a day; a worker that made up its own key would give the same
+student a second token that day and ``uniq(students)`` would count them twice. So every worker must
+get the same key for the same day. Keys live in one compacted, single-partition Kafka topic
+(``Settings.topic_day_keys``); the store is :class:`DayKeyStore`.
 
 Agreement without coordination: a worker that needs a key for a day it has none for produces a
-random
-*candidate* ``(day, nonce) -> key``, then reads the topic up to its end; the key of the day is the
-candidate
-with the lowest offset. Every worker reads past its own candidate before using a key, and the log
-is totally
-ordered, so all of them pick the same one. Record keys are distinct per candidate, so compaction
-never removes
-the winner.
+random *candidate* ``(day, nonce) -> key``, then reads the topic up to its end; the key of the day
+is the candidate with the lowest offset. Every worker reads past its own candidate before using a
+key, and the log is totally ordered, so all of them pick the same one. Record keys are distinct per
+candidate, so compaction never removes the winner.
 
 Destruction: a day's keys are tombstoned (and dropped from memory) once that day can no longer
-receive events:
-``day end + MAX_EVENT_AGE_H + lateness + close + gap`` by the worker clock
-(:func:`key_destroy_after_ms`).
-After that no token of that day can be recomputed from a student id by anyone — the tokens in
-ClickHouse
-become unlinkable.
+receive events: ``day end + MAX_EVENT_AGE_H + lateness + close + gap`` by the worker clock
+(:func:`key_destroy_after_ms`). After that no token of that day can be recomputed from a student id
+by anyone — the tokens in ClickHouse become unlinkable.
 """
 
 from __future__ import annotations

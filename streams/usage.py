@@ -1,30 +1,23 @@
 """The usage-time rule (CONTRACT §5) as pure, deterministic state transitions.
 
 Per device ``(district_id, student_id, device_id)`` a :class:`DeviceUsage` keeps a reorder buffer
-sorted by
-``(ts, arrival)``, the greatest ``ts`` seen (``max_ts``), the ids of the events still inside the
-lateness window
-(dedup, bounded) and ``attributed_until``. An active event ``e`` at ``t`` attributes
-``[max(t, attributed_until), min(t_next, t + gap))`` to its ``(app, sub_app)``; ``e`` is finalised
-once its
-successor ``n`` is in the buffer and ``n.ts <= max_ts - lateness`` (no future non-late event can
-sort between
-them). So, for any arrival order within the lateness, the attribution equals the batch truth.
+sorted by ``(ts, arrival)``, the greatest ``ts`` seen (``max_ts``), the ids of the events still
+inside the lateness window (dedup, bounded) and ``attributed_until``. An active event ``e`` at ``t``
+attributes ``[max(t, attributed_until), min(t_next, t + gap))`` to its ``(app, sub_app)``; ``e`` is
+finalised once its successor ``n`` is in the buffer and ``n.ts <= max_ts - lateness`` (no future
+non-late event can sort between them). So, for any arrival order within the lateness, the
+attribution equals the batch truth.
 
 The last event of a device is finalised (attributing the full gap) only when the device has had no
-*arrival*
-for ``close_after_ms`` of the arrival clock — never by comparing a clock with event time, which
-would break
-replays and devices uploading old buffered events. After such a close ``attributed_until = t +
-gap`` so that a
-later event inside that range never counts twice (the same app continuing gives exactly the same
-totals).
-Devices without arrivals for ``evict_after_ms`` are forgotten (bounded memory).
+*arrival* for ``close_after_ms`` of the arrival clock — never by comparing a clock with event time,
+which would break replays and devices uploading old buffered events. After such a close
+``attributed_until = t + gap`` so that a later event inside that range never counts twice (the same
+app continuing gives exactly the same totals). Devices without arrivals for ``evict_after_ms`` are
+forgotten (bounded memory).
 
 Output rows are :data:`~schemas.internal.UsageRow` ``(minute_epoch_s, app, sub_app, student_token,
 active_ms)``, split at UTC minute boundaries and summed per flush. No clock is read here: callers
-pass the
-arrival clock ``now_ms``.
+pass the arrival clock ``now_ms``.
 """
 
 from __future__ import annotations
