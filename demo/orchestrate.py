@@ -263,9 +263,14 @@ class Demo:
         self._origin(args[0])
         self.say(f"{name}: csync {' '.join(args)}")
         code = self.supervisor.run(name, args, self.env(), timeout_s)
+        log = self.dir / "logs" / f"{name}.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        if code == 1 and args[:2] == ["topics", "create"] and "Error" not in tail:
+            # Topics made by an older version keep their old settings (e.g. segment.ms): the pipeline
+            # runs with them; the operator decides whether to alter them.
+            self.notes.append(f"some topics exist with other settings than today's: {log}")
+            return
         if code != 0:
-            log = self.dir / "logs" / f"{name}.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"csync {' '.join(args)} failed ({code}); {log}:\n{tail}")
 
     def _roster_and_tokens(self) -> None:
