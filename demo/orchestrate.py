@@ -1,7 +1,7 @@
 """``csync demo`` / ``make demo``: the whole pipeline on the local real services, watched live, then reported.
 
-1. the local stack (Kafka 4 KRaft, redis-server, chDB folder) — started unless it already runs — topics and
-   ClickHouse migrations;
+1. a local stack of its own (Kafka 4 KRaft, redis-server, chDB folder, as ``make up`` sets up) under
+   ``.local/demo/stack``, emptied at each start; topics and ClickHouse migrations;
 2. a OneRoster export of the simulated students (one folder per district), loaded with ``csync roster load``,
    so teachers see names; a demo teacher token and a collector token per the privacy rules (hashes on disk);
 3. the pipeline: N stream workers, the Redis sink, the ClickHouse sink (owner of the chDB path, serving the
@@ -17,6 +17,12 @@ wall clock only at the end of the run (see :mod:`producers.simulator`); until th
 would show offline. With the timeout set to the length of the simulated day, "online" follows the students'
 own ``idle``/``logout`` events. The live collector district keeps the contract's rule in spirit (its events
 are live), though the timeout is the same process setting.
+
+Why a fresh stack of its own: a second run replays the same simulated devices over the same hours. On a stack
+that kept the first run's worker state, every replayed event would be *late* (CONTRACT §5: behind the device's
+newest event by more than the allowed lateness) and attribute nothing. Nor should simulated districts mix
+with what a developer keeps in the ``make up`` stack. The data stays on disk after the run (the summary says
+where); the next demo starts empty.
 
 Ctrl-C (or SIGTERM/SIGHUP) at any point stops everything the demo started (:mod:`demo.processes`).
 """
@@ -71,7 +77,7 @@ class DemoOptions:
     headless: bool = False
     """Render the dashboard to ``<demo_dir>/dashboard.txt`` instead of the terminal."""
     start_stack: bool = True
-    """Start (and afterwards stop) the local stack unless it already runs; False = use ``settings`` as given."""
+    """Start (and afterwards stop) a fresh stack of the demo's own; False = use ``settings`` as given."""
     drain_s: float = 20.0
     """After the simulator ends, wait at most this long for the consumers to catch up."""
     refresh_s: float = 1.0
@@ -210,24 +216,7 @@ class Demo:
         shutil.rmtree(logs, ignore_errors=True)
         self.supervisor = Supervisor(logs, self.dir / "pids.json")
         if self.options.start_stack:
-            running = local_stack.Stack.load(self.data_root)
-            alive = running is not None and all(
-                local_stack.pid_alive(s.pid) for s in (running.kafka, running.redis)
-            )
-            stack = running if alive and running else None
-            if stack is None:
-                stack = local_stack.up(
-                    self.data_root,
-                    kafka_port=int(os.environ.get("KAFKA_PORT", "9092")),
-                    redis_port=int(os.environ.get("REDIS_PORT", "6379")),
-                )
-                self.started_stack = True
-            pinned = {k.lower(): v for k, v in stack.env().items() if k in os.environ}
-            self.settings = self.settings.replace(
-                kafka_bootstrap=stack.kafka_bootstrap,
-                redis_url=stack.redis_url,
-                clickhouse_url=stack.clickhouse_url,
-            ).replace(**pinned)
+            self._fresh_stack()
         free = local_stack.free_port
         self.settings = self.settings.replace(
             presence_timeout_s=max(
@@ -248,6 +237,30 @@ class Demo:
         self._check("topics", ["topics", "create"], 60)
         self._check("migrate", ["clickhouse", "migrate"], 120)
         self._roster_and_tokens()
+
+    def _fresh_stack(self) -> None:
+        """A stack of the demo's own under ``<demo_dir>/stack``, emptied first (see the module docstring)."""
+        root = self.dir / "stack"
+        leftover = local_stack.down(root)  # a previous demo killed before it could stop its stack
+        if leftover:
+            self.say(f"stopped the stack a previous demo left running: {', '.join(leftover)}")
+        shutil.rmtree(root, ignore_errors=True)
+
+        def port(variable: str, default: int) -> int:
+            wanted = int(os.environ.get(variable, default))
+            return wanted if not local_stack.port_open(wanted) else local_stack.free_port()
+
+        self.data_root = root
+        stack = local_stack.up(
+            root, kafka_port=port("KAFKA_PORT", 9092), redis_port=port("REDIS_PORT", 6379)
+        )
+        self.started_stack = True
+        self.settings = self.settings.replace(
+            kafka_bootstrap=stack.kafka_bootstrap,
+            redis_url=stack.redis_url,
+            clickhouse_url=stack.clickhouse_url,
+            data_dir=str(root),
+        )
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1", **extra}
@@ -517,6 +530,34 @@ class Demo:
             self.started_stack = False
 
 
+def where_the_data_is(s: Settings, options: DemoOptions, report: Path | None) -> str:
+    """The summary printed at the end: where each kind of data went and how to read it."""
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    lines = ["", "[bold]Where the data is[/bold]"]
+    if options.start_stack:
+        root = Path(s.data_dir)
+        lines += [
+            f"  the demo's stack is stopped; its data stays in {root} until the next demo",
+            f"  usage rollups (analysts' view): {s.clickhouse_url}, database {s.clickhouse_database}",
+            f"    CLICKHOUSE_URL={s.clickhouse_url} csync usage --from {day} --to {day}",
+            f"  presence (teacher view): Redis append-only file in {root / 'redis'} "
+            f"(keys {s.key_prefix}:presence:*, {s.key_prefix}:class:*)",
+            f"  Kafka log: {root / 'kafka' / 'data'} ({s.topic_activity}, {s.topic_roster}, "
+            f"{s.topic_dlq})",
+        ]
+    else:
+        lines += [
+            f"  presence (teacher view): {s.redis_url} keys {s.key_prefix}:presence:*",
+            f"  usage rollups: {s.clickhouse_url}, database {s.clickhouse_database}",
+            f"  Kafka {s.kafka_bootstrap}: {s.topic_activity}, {s.topic_roster}, {s.topic_dlq}",
+        ]
+    lines += [
+        f"  logs: {options.demo_dir / 'logs'}   last dashboard: {options.demo_dir / 'dashboard.txt'}",
+        f"  report: {report or '(not written)'}",
+    ]
+    return "\n".join(lines)
+
+
 def run_demo(
     settings: Settings, options: DemoOptions, console: Console | None = None
 ) -> DemoResult:
@@ -569,16 +610,7 @@ def run_demo(
         result.pids = list(demo.supervisor.started) if demo.supervisor else []
         result.stand_ins = demo.stand_ins
         result.notes = demo.notes
-    s = demo.settings
-    console.print(
-        "\n[bold]Where the data is[/bold]\n"
-        f"  presence (teacher view): Redis {s.redis_url} keys {s.key_prefix}:presence:*, {s.key_prefix}:class:*\n"
-        f"  usage rollups: {s.clickhouse_url} database {s.clickhouse_database} "
-        "(analysts: csync usage --from … --to …)\n"
-        f"  Kafka {s.kafka_bootstrap}: {s.topic_activity}, {s.topic_roster}, {s.topic_dlq}\n"
-        f"  logs: {options.demo_dir / 'logs'}   last dashboard: {text_path}\n"
-        f"  report: {result.report or '(not written)'}"
-    )
+    console.print(where_the_data_is(demo.settings, options, result.report))
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     if result.stand_ins:
