@@ -154,7 +154,7 @@ def start_worker(s: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
         env[f.name.upper()] = str(getattr(s, f.name))
     env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
-        [sys.executable, "-m", "csync.cli", "worker", "--loglevel", "warning"],
+        [sys.executable, "-m", "csync.cli", "worker", "--loglevel", "warn"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -26,8 +27,13 @@ from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules
 Record = tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
 
 
+@lru_cache(maxsize=1 << 18)
 def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2, as the Java client and aiokafka): CONTRACT §1."""
+    """Kafka's default partitioner (murmur2, as the Java client and aiokafka): CONTRACT §1.
+
+    Cached: aiokafka's murmur2 is pure Python (~9 µs, 15 % of a batch in the profile) and a
+    worker sees the same few thousand student keys over and over.
+    """
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
