@@ -187,7 +187,12 @@ def is_kafka4_api(versions: dict[int, tuple[int, int]]) -> bool:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id. Like Kafka's own ``Uuid.randomUuid()``, never one starting with ``-``:
+    kafka-storage's argument parser would take it for an option (1 format in 64 failed that way)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
