@@ -38,6 +38,7 @@ from typing import Any
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from csync.settings import Settings
 from csync.stack import free_port
@@ -253,6 +254,8 @@ class Pipeline:
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(group)
+        except GroupCoordinatorNotAvailableError:
+            return {}  # the group has not been created yet: nothing committed
         finally:
             await admin.close()
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
