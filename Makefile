@@ -51,6 +51,11 @@ test: lint
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+## test-faults: only the fault-injection scenarios of issue 8 (kill -9, outages, slow sink, bad input)
+.PHONY: test-faults
+test-faults: venv
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
 ## demo: the whole pipeline on the local stack, a live dashboard, then demo-report/index.html
 ## (DEMO_MINUTES=3 by default; Ctrl-C stops everything it started)
 demo: venv
