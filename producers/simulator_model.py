@@ -18,6 +18,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple
 
 from schemas.event import APP_FOCUS, HEARTBEAT, IDLE, LOGOUT, ActivityEvent
@@ -131,6 +132,7 @@ class InvalidEvent(NamedTuple):
 
 
 SimItem = ActivityEvent | InvalidEvent
+_tuple_new = tuple.__new__
 
 
 def build_population(config: SimulationConfig) -> list[Student]:
@@ -347,6 +349,37 @@ def generate(config: SimulationConfig, start_ms: int, count: int) -> list[SimIte
         if len(items) >= count:
             break
     return items
+
+
+def generate_relative(
+    config: SimulationConfig, population: list[Student], count: int
+) -> list[SimItem]:
+    """The first ``count`` items of a day that starts at 0 ms; see :func:`shift_items`."""
+    return list(islice(ActivityGenerator(config, population, 0).items(), count))
+
+
+def span_of(items: list[SimItem]) -> int:
+    """Event-time span of items of a day that starts at 0 ms: the last valid ``ts`` plus 1 s."""
+    return max((i.ts for i in items if type(i) is ActivityEvent), default=0) + 1000
+
+
+def shift_items(items: list[SimItem], start_ms: int) -> list[SimItem]:
+    """Items of a day starting at 0 ms moved to ``start_ms``: equal to generating them with
+    ``start_ms`` (the model only ever compares or adds event times, so it is shift-invariant).
+    """
+    shifted: list[SimItem] = []
+    append = shifted.append
+    for item in items:
+        if type(item) is ActivityEvent:
+            e0, e1, ts, *rest = item
+            append(_tuple_new(ActivityEvent, (e0, e1, ts + start_ms, *rest)))
+        else:
+            assert isinstance(item, InvalidEvent)  # noqa: S101 - SimItem is one of the two
+            obj = dict(item.obj)
+            ts = obj["ts"]
+            obj["ts"] = float(int(ts) + start_ms) if type(ts) is float else ts + start_ms
+            append(InvalidEvent(item.key, obj, item.reason))
+    return shifted
 
 
 def valid_events(items: list[SimItem]) -> list[ActivityEvent]:

@@ -13,6 +13,9 @@ from producers.simulator_model import (
     SimulationConfig,
     build_population,
     generate,
+    generate_relative,
+    shift_items,
+    span_of,
     valid_events,
     wire_object,
 )
@@ -85,3 +88,13 @@ def test_duplicates_and_reordering_stay_within_the_lateness() -> None:
     in_order = sorted(set(events), key=lambda e: (e.device_id, e.ts))
     assert events != in_order  # really out of order somewhere
     assert ground_truth(in_order, TruthParams(), NOW).cells == truth.cells
+
+
+def test_shifted_relative_items_equal_items_generated_at_the_start() -> None:
+    config = SimulationConfig(
+        seed=5, classes_per_school=2, dup_rate=0.05, reorder_rate=0.1, invalid_rate=0.05
+    )
+    start = 1_764_403_200_000
+    relative = generate_relative(config, build_population(config), 3000)
+    assert shift_items(relative, start) == generate(config, start, 3000)
+    assert span_of(relative) == max(i.ts for i in relative if isinstance(i, ActivityEvent)) + 1000
