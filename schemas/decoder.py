@@ -27,6 +27,7 @@ an envelope member is measured on that re-serialisation.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from enum import StrEnum
@@ -564,7 +565,11 @@ def _member_slow_path(index: int, member: Any, result: EventOutcome | Rejection)
     ASCII chars). Only extra fields or an unvalidated url (ignored on non-web apps) can make it
     larger, so only those are measured.
     """
-    encoded = orjson.dumps(member)
+    try:
+        encoded = orjson.dumps(member)
+    except TypeError:  # nested deeper than orjson writes (254 levels): far from a valid event
+        rejection = Rejection(Reason.TOO_LARGE, "event nests deeper than 254 levels")
+        return EventOutcome(index, None, rejection, (), _deep_json(member))
     if len(encoded) > MAX_EVENT_BYTES:
         detail = f"event is {len(encoded)} bytes > {MAX_EVENT_BYTES}"
         rejection = Rejection(Reason.TOO_LARGE, detail)
@@ -572,6 +577,14 @@ def _member_slow_path(index: int, member: Any, result: EventOutcome | Rejection)
     if isinstance(result, Rejection):
         return EventOutcome(index, None, result, (), encoded)
     return result
+
+
+def _deep_json(member: Any) -> bytes:
+    """The JSON of a member too deep for orjson (the standard library's encoder), or ``b""``."""
+    try:
+        return json.dumps(member, separators=(",", ":"), ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        return b""
 
 
 def _unbounded_url(member: dict[str, Any]) -> bool:
