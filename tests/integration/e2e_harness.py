@@ -87,6 +87,20 @@ def pipeline_settings(base: Settings, **overrides: Any) -> Settings:
     return base.replace(**values)
 
 
+def variant(base: Settings, tag: str) -> Settings:
+    """``base`` with its own topics, key prefix, database and groups: a second pipeline in one test."""
+    topics = {f.name: f"{tag}-{getattr(base, f.name)}" for f in dataclasses.fields(base)
+              if f.name.startswith("topic_")}  # fmt: skip
+    return base.replace(
+        **topics,
+        key_prefix=f"{base.key_prefix}{tag}",
+        clickhouse_database=f"{base.clickhouse_database}_{tag}",
+        worker_group=f"{tag}-{base.worker_group}",
+        sink_group_clickhouse=f"{tag}-{base.sink_group_clickhouse}",
+        sink_group_redis=f"{tag}-{base.sink_group_redis}",
+    )
+
+
 def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
     """The environment that gives a csync process exactly ``settings`` (plus ``extra`` variables)."""
     env = {k: v for k, v in os.environ.items() if k not in ("CSYNC_TEST_STACK",)}
@@ -260,16 +274,17 @@ class Pipeline:
             await admin.close()
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
-    async def end_offsets(self, topic: str) -> dict[int, int]:
-        """End offset of every partition of ``topic`` (all our topics have ``PARTITIONS`` partitions)."""
+    async def end_offsets(self, topic: str, partitions: int | None = None) -> dict[int, int]:
+        """End offset of every partition of ``topic`` (``PARTITIONS`` of them unless told)."""
+        count = self.s.partitions if partitions is None else partitions
         consumer = AIOKafkaConsumer(bootstrap_servers=self.s.kafka_bootstrap)
         await consumer.start()
         try:
-            tps = [TopicPartition(topic, p) for p in range(self.s.partitions)]
+            tps = [TopicPartition(topic, p) for p in range(count)]
             ends = await consumer.end_offsets(tps)
         finally:
             await consumer.stop()
-        assert len(ends) == self.s.partitions
+        assert len(ends) == count
         return {tp.partition: off for tp, off in ends.items()}
 
     async def group_behind(self, group: str, topic: str) -> int:
@@ -369,14 +384,30 @@ class Pipeline:
         public = {(d, a, s): (float(sec), int(n)) for d, a, s, sec, n in out["public"]}
         return ClickHouseState(cells, public, out["strings"])
 
-    async def read_topic(self, topic: str) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    async def read_topic(
+        self, topic: str, partitions: int | None = None
+    ) -> list[tuple[int, int, bytes | None, bytes | None]]:
         """Every record of ``topic`` now: ``(partition, offset, key, value)``."""
-        ends = await self.end_offsets(topic)
+        return [(p, o, k, v) for p, o, k, v, _h in await self._read(topic, partitions)]
+
+    async def read_topic_with_headers(
+        self, topic: str
+    ) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+        """Every record of ``topic`` now: ``(key, value, headers)``."""
+        return [(k, v or b"", h) for _p, _o, k, v, h in await self._read(topic, None)]
+
+    async def _read(
+        self, topic: str, partitions: int | None
+    ) -> list[tuple[int, int, bytes | None, bytes | None, dict[str, bytes]]]:
+        ends = await self.end_offsets(topic, partitions)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.kafka_bootstrap, enable_auto_commit=False
+            bootstrap_servers=self.s.kafka_bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=64 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
         )
         await consumer.start()
-        out: list[tuple[int, int, bytes | None, bytes | None]] = []
+        out: list[tuple[int, int, bytes | None, bytes | None, dict[str, bytes]]] = []
         try:
             tps = [TopicPartition(topic, p) for p in ends]
             consumer.assign(tps)
@@ -386,8 +417,11 @@ class Pipeline:
             while any([await consumer.position(tp) < ends[tp.partition] for tp in tps]):
                 assert time.monotonic() < deadline, f"timed out reading {topic}"
                 for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
-                    out += [(tp.partition, m.offset, m.key, m.value) for m in msgs
-                            if m.offset < ends[tp.partition]]  # fmt: skip
+                    out += [
+                        (tp.partition, m.offset, m.key, m.value, dict(m.headers or ()))
+                        for m in msgs
+                        if m.offset < ends[tp.partition]
+                    ]
         finally:
             await consumer.stop()
         return out
@@ -405,6 +439,30 @@ class Pipeline:
                 for minute, app, sub_app, _token, active in partial.rows:
                     ms[(minute, app, sub_app)] += active
         return dict(ms)
+
+    def redis_dump(self) -> list[bytes]:
+        """Every key of this run's prefix and every value in it (hash fields and values, set members,
+        strings, list items), as bytes."""
+        client = redis.Redis.from_url(self.s.redis_url)
+        out: list[bytes] = []
+        try:
+            for key in client.scan_iter(match=f"{self.s.key_prefix}:*", count=1000):
+                out.append(key)
+                kind = client.type(key)
+                if kind == b"hash":
+                    for field_, value in client.hgetall(key).items():
+                        out += [field_, value]
+                elif kind == b"set":
+                    out += list(client.smembers(key))
+                elif kind == b"string":
+                    out.append(client.get(key) or b"")
+                elif kind == b"list":
+                    out += client.lrange(key, 0, -1)
+                elif kind == b"zset":
+                    out += client.zrange(key, 0, -1)
+        finally:
+            client.close()
+        return out
 
     def read_redis(self) -> RedisState:
         client = redis.Redis.from_url(self.s.redis_url, decode_responses=True)

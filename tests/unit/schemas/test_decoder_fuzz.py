@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,8 @@ from schemas.decoder import (
     decode_record,
 )
 from schemas.event import KINDS, ActivityEvent
+
+pytestmark = pytest.mark.faults
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 FIELDS = (
