@@ -613,6 +613,11 @@ def _event_dict(event: ActivityEvent) -> dict[str, Any]:
     return obj
 
 
+def event_object(event: ActivityEvent) -> dict[str, Any]:
+    """The v1 JSON object of a valid event (``app``/``sub_app`` omitted when empty)."""
+    return _event_dict(event)
+
+
 def encode_event(event: ActivityEvent) -> bytes:
     """The v1 JSON of a valid event (``app``/``sub_app`` omitted when empty). Decodes back to
     ``event``.
