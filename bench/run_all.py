@@ -7,7 +7,7 @@ figure, ours, baseline, ratio, target, verdict — and the machine's cores. A sc
 prints no figure is said to be so in the table; no number is ever made up. Scripts that do not take the median
 of several runs themselves are run ``--repeat`` times (default 3) and the median of each value is taken.
 
-The table also goes to ``bench/results/latest.md`` (git-ignored) with each script's output in
+The table also goes to ``bench/results/latest.md`` (git-ignored; ``latest-partial.md`` with ``--only``) with each script's output in
 ``bench/results/<key>-<script>.log``.
 
     .venv/bin/python bench/run_all.py [--only decode,sinks] [--repeat 3] [--timeout 1200]
@@ -364,10 +364,12 @@ def main() -> None:
         + "\n".join(rows)
         + "\n\nSee docs/benchmarks.md for what each figure means.\n"
     )
-    (RESULTS / "latest.md").write_text(text)
+    # A partial run (--only) does not replace the last full table.
+    written = RESULTS / ("latest-partial.md" if wanted else "latest.md")
+    written.write_text(text)
     print()
     print("\n".join(rows))
-    print(f"\nwritten: {RESULTS / 'latest.md'}")
+    print(f"\nwritten: {written}")
 
 
 if __name__ == "__main__":
