@@ -428,17 +428,25 @@ class Pipeline:
 
     async def usage_topic_cells(self) -> dict[tuple[int, str, str], int]:
         """active_ms per cell as the usage-cells topic holds it (partials deduplicated by ``src``)."""
+        return (await self.usage_topic_summary())[0]
+
+    async def usage_topic_summary(self) -> tuple[dict[tuple[int, str, str], int], int, int]:
+        """``(active_ms per cell deduplicated by src, partials repeating a src, their active_ms)``."""
         seen: set[tuple[int, int, int]] = set()
         ms: dict[tuple[int, str, str], int] = defaultdict(int)
+        repeats = repeated_ms = 0
         for _p, _o, _k, value in await self.read_topic(self.s.topic_usage_cells):
             assert value is not None
             partial = UsagePartial.decode(value)
             src = (partial.partition, partial.first_offset, partial.last_offset)
-            if src not in seen:
-                seen.add(src)
-                for minute, app, sub_app, _token, active in partial.rows:
-                    ms[(minute, app, sub_app)] += active
-        return dict(ms)
+            if src in seen:
+                repeats += 1
+                repeated_ms += sum(row[4] for row in partial.rows)
+                continue
+            seen.add(src)
+            for minute, app, sub_app, _token, active in partial.rows:
+                ms[(minute, app, sub_app)] += active
+        return dict(ms), repeats, repeated_ms
 
     def redis_dump(self) -> list[bytes]:
         """Every key of this run's prefix and every value in it (hash fields and values, set members,
@@ -645,11 +653,12 @@ async def verify(
         if ch.cells.get(key) != want_cells.get(key)
     }
     if diff:
-        topic = await pipeline.usage_topic_cells()
+        topic, repeats, repeated_ms = await pipeline.usage_topic_summary()
         raise AssertionError(
             f"{len(diff)} of {len(want_cells)} cells differ (got, want): {sorted(diff.items())[:8]}; "
             f"total active_ms in ClickHouse {sum(v[0] for v in ch.cells.values())}, in the usage-cells "
-            f"topic {sum(topic.values())}, truth {sum(v[0] for v in want_cells.values())}"
+            f"topic {sum(topic.values())} (deduplicated by src; {repeats} partials repeat a src, "
+            f"{repeated_ms} ms), truth {sum(v[0] for v in want_cells.values())}"
         )
     assert all(n >= k for _, n in ch.public.values()), "a public row has fewer than K students"
     want_public = expected_public(truth, k)

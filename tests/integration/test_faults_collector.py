@@ -73,10 +73,16 @@ async def test_collector_under_abuse(kafka_settings: Settings, tmp_path: Path) -
                 "/v1/events", data=bomb, headers={**a, "Content-Encoding": "gzip"}
             )
             assert resp.status == 413
-            # Malformed gzip, and gzip cut short.
-            for data in (b"\x1f\x8b\x08\x00garbage-not-deflate", gzip.compress(body)[:-8]):
+            # Malformed gzip, and gzip cut short. The server answers 400 and then closes the
+            # connection (aiohttp cannot drain a body it cannot decode), so no keep-alive reuse here.
+            for data in (
+                b"\x1f\x8b\x08\x00garbage-not-deflate",
+                gzip.compress(body)[: len(gzip.compress(body)) // 2],
+            ):
                 resp = await http.post(
-                    "/v1/events", data=data, headers={**a, "Content-Encoding": "gzip"}
+                    "/v1/events",
+                    data=data,
+                    headers={**a, "Content-Encoding": "gzip", "Connection": "close"},
                 )
                 assert resp.status == 400, await resp.text()
             resp = await http.post(
