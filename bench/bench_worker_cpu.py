@@ -7,6 +7,8 @@ and times, on the same records in the same process:
 - ``loads``: ``orjson.loads`` of every record value (the raw loop's per-record work);
 - ``decode``: :func:`schemas.decoder.decode_record` of every record;
 - ``decode_route``: plus the partition check of every valid event (``partition_of``);
+- ``group``: decode and group the valid events per student, route once per student;
+- ``presence``: ``group`` plus the presence rule (no usage);
 - ``batch``: the whole :func:`streams.partition.process_batch` (decode, route, presence, usage,
   expiry, close) — presence and usage costs are its difference with ``decode_route``;
 - ``emit``: ``batch`` plus the CPU of emitting (``to_rows`` with a real token store,
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from producers.simulator import build_records  # noqa: E402
 from schemas.decoder import Limits, decode_record  # noqa: E402
+from schemas.event import ActivityEvent  # noqa: E402
 from schemas.internal import UsagePartial  # noqa: E402
 from streams.engine import params_of  # noqa: E402
 from streams.partition import (  # noqa: E402
@@ -104,6 +107,45 @@ def stage_decode_route(batches: Batches, params: Params, now: int) -> None:
                         partition_of(f"{ev.district_id}:{ev.student_id}".encode(), n)
 
 
+def _grouped(b: list[Record], params: Params, now: int) -> dict[str, list[ActivityEvent]]:
+    """Decode a batch and group its valid events per student, as process_batch does."""
+    groups: dict[str, list[ActivityEvent]] = {}
+    for rec in b:
+        for o in decode_record(rec[2], now, params.limits):  # type: ignore[arg-type]
+            ev = o.event
+            if ev is not None:
+                skey = f"{ev.district_id}:{ev.student_id}"
+                group = groups.get(skey)
+                if group is None:
+                    groups[skey] = [ev]
+                else:
+                    group.append(ev)
+    return groups
+
+
+def stage_group(batches: Batches, params: Params, now: int) -> None:
+    n = params.partitions
+    routes: dict[str, int] = {}
+    for bs in batches.values():
+        for b in bs:
+            for skey in _grouped(b, params, now):
+                if skey not in routes:
+                    routes[skey] = partition_of(skey.encode(), n)
+
+
+def stage_presence(batches: Batches, params: Params, now: int) -> None:
+    """decode + group + the presence rule (no usage)."""
+    for p, bs in batches.items():
+        state = new_state(p, params)
+        clock = now
+        for b in bs:
+            clock += 200
+            for skey, events in _grouped(b, params, now).items():
+                first = events[0]
+                state.presence.on_events(skey, first.district_id, first.student_id, events, clock)
+            state.presence.expire(clock)
+
+
 def _run_batches(batches: Batches, params: Params, now: int, emit: bool) -> None:
     store = DayKeyStore()
     for day in range(now // 86_400_000 - 4, now // 86_400_000 + 2):
@@ -136,6 +178,8 @@ STAGES: dict[str, Callable[[Batches, Params, int], None]] = {
     "loads": stage_loads,
     "decode": stage_decode,
     "decode_route": stage_decode_route,
+    "group": stage_group,
+    "presence": stage_presence,
     "batch": stage_batch,
     "emit": stage_emit,
 }

@@ -238,6 +238,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             recs = [(m.offset, m.key, m.value, tuple(m.headers)) for m in msgs if m.offset >= floor]
             if recs:
                 (act if is_act else roster).setdefault(tp.partition, []).extend(recs)
+        done: list[tuple[Intent, Outputs]] = []
         for p, state in list(self.states.items()):
             a, r = act.get(p, []), roster.get(p, [])
             close = now - state.last_close_ms >= self.params.close_every_ms
@@ -256,52 +257,70 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             out = process_batch(state, a, r, intent, self.params)
             if not a and not r and out.empty():
                 continue
-            await self._emit(intent, out, write_intent=True)
+            done.append((intent, out))
+        if not done:
+            return
+        await self._emit(done, write_intent=True)
+        for intent, out in done:
             self.processed_events += out.valid
-            await self._maybe_snapshot(p)
+            await self._maybe_snapshot(intent.partition)
 
-    async def _emit(self, intent: Intent, out: Outputs, write_intent: bool) -> None:
+    async def _emit(self, batches: list[tuple[Intent, Outputs]], write_intent: bool) -> None:
+        """Emit the outputs of one batch per partition.
+
+        Per partition the order of the module docstring holds (its intent acked before any of its
+        outputs is sent; its outputs acked before its next intent); partitions do not wait for each
+        other, so a poll costs two round trips instead of two per partition.
+        """
         producer, s = self.producer, self.s
         assert producer is not None and self.keys is not None  # noqa: S101
-        rows = []
-        if out.intervals:
-            days = {start // 86_400_000 for _k, start, _e, _a, _s in out.intervals}
-            days |= {(end - 1) // 86_400_000 for _k, _s, end, _a, _sub in out.intervals}
+        days: set[int] = set()
+        for _intent, out in batches:
+            for _k, start, end, _a, _s in out.intervals:
+                days.add(start // 86_400_000)
+                days.add((end - 1) // 86_400_000)
+        if days:
             await self.keys.ensure(days)
-            rows = to_rows(out.intervals, self.keys.store.token)
+        token = self.keys.store.token
+        rows = [to_rows(out.intervals, token) if out.intervals else [] for _i, out in batches]
         if write_intent:
-            await (
-                await producer.send(
-                    s.topic_worker_state,
-                    _encode_intent(intent),
-                    key=INTENT_KEY,
-                    partition=intent.partition,
+            acks = []
+            for intent, _out in batches:
+                acks.append(
+                    await producer.send(
+                        s.topic_worker_state,
+                        _encode_intent(intent),
+                        key=INTENT_KEY,
+                        partition=intent.partition,
+                    )
                 )
-            )
-            self._intents_since_snap[intent.partition] = (
-                self._intents_since_snap.get(intent.partition, 0) + 1
-            )
+                self._intents_since_snap[intent.partition] = (
+                    self._intents_since_snap.get(intent.partition, 0) + 1
+                )
+            await asyncio.gather(*acks)
         futs = []
-        if rows:
-            partial = UsagePartial(intent.partition, *intent.src[1:], rows=tuple(rows))
-            futs.append(
-                await producer.send(
-                    s.topic_usage_cells, partial.encode(), partition=intent.partition
+        for (intent, out), batch_rows in zip(batches, rows, strict=True):
+            if batch_rows:
+                partial = UsagePartial(intent.partition, *intent.src[1:], rows=tuple(batch_rows))
+                futs.append(
+                    await producer.send(
+                        s.topic_usage_cells, partial.encode(), partition=intent.partition
+                    )
                 )
-            )
-        for ch in out.presence:
-            futs.append(await producer.send(s.topic_presence, ch.encode(), key=ch.key))
-        for key, raw, headers in out.dlq:
-            futs.append(
-                await producer.send(
-                    s.topic_dlq, raw, key=key, headers=headers, partition=intent.partition
+            for ch in out.presence:
+                futs.append(await producer.send(s.topic_presence, ch.encode(), key=ch.key))
+            for key, raw, headers in out.dlq:
+                futs.append(
+                    await producer.send(
+                        s.topic_dlq, raw, key=key, headers=headers, partition=intent.partition
+                    )
                 )
-            )
-        for target, key, raw in out.reroute:
-            futs.append(await producer.send(s.topic_activity, raw, key=key, partition=target))
+            for target, key, raw in out.reroute:
+                futs.append(await producer.send(s.topic_activity, raw, key=key, partition=target))
         if futs:
             await asyncio.gather(*futs)
-        self._metrics(out, len(rows))
+        for (_intent, out), batch_rows in zip(batches, rows, strict=True):
+            self._metrics(out, len(batch_rows))
 
     def _metrics(self, out: Outputs, rows: int) -> None:
         metrics.EVENTS_VALID.inc(out.valid)
@@ -374,7 +393,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             ros = await self._range(self.s.topic_roster, p, intent.roster_first, intent.roster_last)
             out = process_batch(state, act, ros, intent, self.params)
             if n == len(intents) - 1:
-                await self._emit(intent, out, write_intent=False)
+                await self._emit([(intent, out)], write_intent=False)
         self.states[p] = state
         self._last_snap[p] = 0.0
         log.info("partition %d recovered: %d intents replayed", p, len(intents))
