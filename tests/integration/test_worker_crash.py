@@ -1,13 +1,9 @@
 """Worker end to end on a real Kafka: exact presence and usage vs producers.truth, across kill -9.
 
-Needs a broker at ``KAFKA_BOOTSTRAP`` (the lead's fixtures will provide one; until then set the
-variable).
 Input: envelopes grouped by partition plus single-event records, duplicates, reordering within
-lateness,
-misrouted envelope members and invalid events. Output read back from the presence and usage-cells
-topics and
-compared with the ground truth: presence per student, active_ms per cell, distinct tokens =
-distinct students.
+lateness, misrouted envelope members and invalid events. Output is read back from the presence and
+usage-cells topics and compared with the ground truth: presence per student, active_ms per cell,
+distinct tokens = distinct students.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -27,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync.settings import Settings
+from csync.stack import free_port
 from csync.topics import create_topics
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import encode_event
@@ -40,19 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MISROUTED = {"s27", "s28", "s29"}
 
 
-def _settings() -> Settings:
-    run = uuid.uuid4().hex[:8]
-    return Settings.from_env(
-        kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:29092"),
+def _settings(make_settings: Callable[..., Settings]) -> Settings:
+    # The session's broker and this test's own topic and group names (tests/conftest.py).
+    return make_settings(
         partitions=4,
-        topic_activity=f"t-act-{run}",
-        topic_roster=f"t-roster-{run}",
-        topic_dlq=f"t-dlq-{run}",
-        topic_presence=f"t-presence-{run}",
-        topic_usage_cells=f"t-usage-{run}",
-        topic_worker_state=f"t-state-{run}",
-        topic_day_keys=f"t-keys-{run}",
-        worker_group=f"g-{run}",
         usage_close_after_s=3,
         worker_snapshot_s=1,
         worker_batch_max=50,
@@ -170,13 +158,16 @@ async def _read_all(s: Settings, topic: str) -> list[bytes]:
 
 
 @pytest.mark.parametrize("workers,kills", [(1, 0), (1, 2), (2, 2)])
-async def test_worker_exact_across_kill9(workers: int, kills: int) -> None:
-    s = _settings()
+async def test_worker_exact_across_kill9(
+    workers: int, kills: int, make_settings: Callable[..., Settings]
+) -> None:
+    s = _settings(make_settings)
     await create_topics(s, worker_topic_specs(s))
     rnd = random.Random(workers * 100 + kills)
     now = int(time.time() * 1000)
     events = _events(now, rnd)
-    procs = [_start_worker(s, 16100 + i) for i in range(workers)]
+    ports = [free_port() for _ in range(workers)]
+    procs = [_start_worker(s, port) for port in ports]
     try:
         produce = asyncio.create_task(_produce(s, events, rnd))
         for _ in range(kills):
@@ -184,7 +175,7 @@ async def test_worker_exact_across_kill9(workers: int, kills: int) -> None:
             victim = rnd.randrange(workers)
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait()
-            procs[victim] = _start_worker(s, 16100 + victim)
+            procs[victim] = _start_worker(s, ports[victim])
         await produce
         await asyncio.sleep(s.usage_close_after_s + 25)  # lateness close + replays settle
     finally:
