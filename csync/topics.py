@@ -137,6 +137,36 @@ async def create_topics(
         await admin.close()
 
 
+async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
+    """Set the configs of existing topics to their specs (partitions are never changed here).
+
+    AlterConfigs replaces a topic's whole non-default config, so the spec's full set is sent.
+    """
+    specs = {s.name: s for s in topic_specs(settings) if s.name in names}
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+    )
+    await admin.start()
+    try:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.config)
+            for spec in specs.values()
+        ]
+        responses = await admin.alter_configs(resources)
+        errors = [r[:2] for resp in responses for r in resp.resources if r[0]]
+        if errors:
+            raise RuntimeError(f"AlterConfigs failed: {errors}")
+        # The broker applies config changes through its metadata log: wait until they read back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while loop.time() < deadline:
+            if all(r.action == "exists" for r in await _compare(admin, list(specs.values()))):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float = 15) -> None:
     """Return once the broker lists the new topics, so the next client never races their creation."""
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync import stack as local_stack
 from csync.settings import Settings
-from csync.topics import create_topics, topic_specs
+from csync.topics import apply_topic_configs, create_topics, topic_specs
 
 
 @pytest.mark.kafka
@@ -39,6 +39,10 @@ async def test_topic_with_other_settings_is_reported_not_accepted(kafka_settings
     reports = {r.name: r for r in await create_topics(wrong)}
     assert reports[wrong.topic_activity].action == "differs"
     assert "retention.ms" in reports[wrong.topic_activity].detail
+    # `csync topics create --alter` brings the existing topic to the settings.
+    await apply_topic_configs(wrong, [wrong.topic_activity])
+    reports = {r.name: r for r in await create_topics(wrong)}
+    assert reports[wrong.topic_activity].action == "exists", reports[wrong.topic_activity]
 
 
 @pytest.mark.kafka
