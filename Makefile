@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-## up: start real Kafka 4 (KRaft) and redis-server, create topics, prepare chDB
+## up: start real Kafka 4 (KRaft) and redis-server, create topics, migrate the chDB usage tables
 up: venv
 	$(BIN)/csync stack up
-	$(BIN)/csync topics create
+	$(BIN)/csync topics create --alter
+	$(BIN)/csync clickhouse migrate
 
 ## down: stop what `make up` started; data stays
 down:
