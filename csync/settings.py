@@ -95,6 +95,8 @@ class Settings:
     """Bind address of the device collector."""
     collector_port: int = 8080
     """Port of the device collector."""
+    collector_metrics_port: int = 9469
+    """Port of the collector's /metrics, /healthz, /readyz (127.0.0.1; never on the devices' port)."""
     collector_tokens_file: str = ""
     """JSON ``{"sha256:<hex of token>": district_id}`` of device bearer tokens; empty =
     ``{DATA_DIR}/collector_tokens.json``. The token decides the district."""

@@ -229,6 +229,7 @@ class Demo:
             lag_sample_interval_s=2.0,
             metrics_port=free(),
             collector_port=free(),
+            collector_metrics_port=free(),
             teacher_api_port=free(),
             teacher_tokens_path=str(self.dir / "teacher_tokens.json"),
             collector_tokens_file=str(self.dir / "collector_tokens.json"),

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 
 from csync import metrics
 from csync.settings import Settings
+from ops.endpoints import OpsServer
 from producers.partitioner import partition_for_key
 from schemas.decoder import (
     MAX_ENVELOPE_BYTES,
@@ -451,9 +452,14 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
         await site.start()
+        # Operators' endpoints on their own loopback port: the devices' port serves devices only.
+        ops = OpsServer("collector", settings.collector_metrics_port)
+        ops.add_readiness("kafka", lambda: producer.client.cluster.brokers() != set())
+        await ops.start()
         try:
             await asyncio.Event().wait()
         finally:
+            await ops.stop()
             await runner.cleanup()
     finally:
         with contextlib.suppress(Exception):

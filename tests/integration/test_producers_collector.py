@@ -68,3 +68,69 @@ async def test_collector_produces_events_and_dlq_records(
         "source_offset": b"-1",
         "source_index": b"7",
     }
+
+
+@pytest.mark.kafka
+async def test_csync_collector_process_serves_devices_and_operators_on_separate_ports(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from csync.stack import free_port
+    from ops.promtool import check_metrics_text
+
+    tokens = tmp_path / "tokens.json"
+    add_token(tokens, "secret-d1", "d-1")
+    api, ops = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "TOPIC_ACTIVITY": kafka_settings.topic_activity,
+        "TOPIC_DLQ": kafka_settings.topic_dlq,
+        "PARTITIONS": str(kafka_settings.partitions),
+        "COLLECTOR_TOKENS_FILE": str(tokens),
+        "COLLECTOR_PORT": str(api),
+        "COLLECTOR_METRICS_PORT": str(ops),
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csync.cli", "collector"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{ops}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                await asyncio.sleep(0.1)
+            now = int(time.time() * 1000)
+            event = {"v": 1, "event_id": "e1", "kind": "heartbeat", "ts": now,
+                     "district_id": "d-1", "student_id": "s1", "device_id": "cb1", "app": "docs"}  # fmt: skip
+            async with http.post(
+                f"http://127.0.0.1:{api}/v1/events",
+                json=[event],
+                headers={"Authorization": "Bearer secret-d1"},
+            ) as resp:
+                assert resp.status == 200
+            # The devices' port does not serve operators' metrics; the loopback ops port does.
+            async with http.get(f"http://127.0.0.1:{api}/metrics") as resp:
+                assert resp.status == 404
+            async with http.get(f"http://127.0.0.1:{ops}/metrics") as resp:
+                body = await resp.text()
+            assert 'csync_collector_events_total{outcome="accepted"} 1.0' in body
+            assert check_metrics_text(body) == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
