@@ -26,15 +26,17 @@ import asyncio
 import hashlib
 import logging
 import time
+from itertools import accumulate
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from csync import metrics
-from schemas.internal import InternalFormatError, UsagePartial
 from sinks.faults import SinkFaults
 from sinks.migrate import check_identifier
 from sinks.runner import PermanentSinkError
@@ -61,7 +63,6 @@ PERMANENT_CODES = frozenset(
     }
 )
 
-_U64 = 2**64
 _SCHEMA = pa.schema(
     [
         ("minute", pa.uint32()),
@@ -73,6 +74,14 @@ _SCHEMA = pa.schema(
         ("src_offset", pa.uint64()),
     ]
 )
+
+
+def _table(columns: list[list[Any]]) -> pa.Table:
+    """Columns of Python values → an Arrow table of :data:`_SCHEMA`; raises on a wrong type, range or null."""
+    arrays = [pa.array(c, f.type) for c, f in zip(columns, _SCHEMA, strict=True)]
+    if any(a.null_count for a in arrays):
+        raise ValueError("null in a usage row")
+    return pa.Table.from_arrays(arrays, schema=_SCHEMA)
 
 
 def dedup_token(ranges: dict[int, tuple[int, int, int]]) -> str:
@@ -96,7 +105,10 @@ class ClickHouseUsageSink:
         self._written: dict[int, int] = {}  # partition → highest offset already in ClickHouse
         self._ranges: dict[int, tuple[int, int, int]] = {}
         self._records = 0
-        self._cols: tuple[list[Any], ...] = tuple([] for _ in _SCHEMA)
+        # minute, app, sub_app, student_token, active_ms; the source columns are built from _spans at flush
+        self._cols: tuple[list[Any], ...] = ([], [], [], [], [])
+        # (partition, offset, rows) of each buffered record
+        self._spans: list[tuple[int, int, int]] = []
 
     # --- the sink shape
     def add(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -104,29 +116,34 @@ class ClickHouseUsageSink:
         self.add_partial(record.partition, record.offset, record.value)
 
     def add_partial(self, partition: int, offset: int, value: bytes) -> None:
-        """:meth:`add` for a record given by its parts."""
+        """:meth:`add` for a record given by its parts.
+
+        One ``orjson`` call, then the rows are transposed (``zip``, in C) onto the column lists: no Python code
+        per row, and the rows' lists die at once instead of piling up for the garbage collector. Types and ranges
+        are checked when the columns become Arrow arrays (:meth:`build_table`), which names the bad record.
+        """
         if offset <= self._written.get(partition, -1):
             metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
             return
         try:
-            partial = UsagePartial.decode(value)
-        except InternalFormatError as exc:
+            obj = orjson.loads(value)
+            _, _, _ = obj["src"]
+            rows = obj["rows"]
+            n = len(rows)
+            if n:  # strict: every row has the same length, which the unpacking makes 5
+                minute, app, sub_app, token, active = zip(*rows, strict=True)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise PermanentSinkError(
                 f"usage-cells record {partition}@{offset} is not a usage partial: {exc}"
             ) from exc
-        minute, app, sub_app, token, active, src_p, src_o = self._cols
-        for m, a, s, t, ms in partial.rows:
-            if not (0 <= m < 2**32 and 0 <= t < _U64 and 0 <= ms < _U64):
-                raise PermanentSinkError(
-                    f"usage-cells record {partition}@{offset}: row out of range"
-                )
-            minute.append(m)
-            app.append(a)
-            sub_app.append(s)
-            token.append(t)
-            active.append(ms)
-            src_p.append(partition)
-            src_o.append(offset)
+        if n:
+            cols = self._cols
+            cols[0].extend(minute)
+            cols[1].extend(app)
+            cols[2].extend(sub_app)
+            cols[3].extend(token)
+            cols[4].extend(active)
+        self._spans.append((partition, offset, n))
         first, _, count = self._ranges.get(partition, (offset, offset, 0))
         self._ranges[partition] = (first, offset, count + 1)
         self._records += 1
@@ -149,6 +166,7 @@ class ClickHouseUsageSink:
 
     def discard(self) -> None:
         self._ranges.clear()
+        self._spans.clear()
         self._records = 0
         for col in self._cols:
             col.clear()
@@ -174,17 +192,42 @@ class ClickHouseUsageSink:
         """The dedup token of the current buffer."""
         return dedup_token(self._ranges)
 
+    def build_table(self) -> pa.Table:
+        """The buffer as one Arrow table of ``app_minute_in``'s columns (PermanentSinkError if it cannot be)."""
+        try:
+            arrays = [pa.array(c, f.type) for c, f in zip(self._cols, _SCHEMA, strict=False)]
+            if any(a.null_count for a in arrays):
+                raise ValueError("null in a usage row")
+            # Each record's partition and offset repeated over its rows, in C (run-end decoding).
+            spans = [span for span in self._spans if span[2]]  # a run may not be empty
+            run_ends = pa.array(list(accumulate(n for _, _, n in spans)), pa.int64())
+            for i, field in ((0, _SCHEMA.field(5)), (1, _SCHEMA.field(6))):
+                values = pa.array([span[i] for span in spans], field.type)
+                arrays.append(
+                    pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(run_ends, values))
+                )
+            return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+            raise PermanentSinkError(
+                f"usage-cells record {self._bad_record()} does not fit the input table: {exc}"
+            ) from exc
+
+    def _bad_record(self) -> str:
+        """``partition@offset`` of the first buffered record whose rows do not convert (error path only)."""
+        start = 0
+        for partition, offset, n in self._spans:
+            try:
+                _table([c[start : start + n] for c in self._cols] + [[partition] * n, [offset] * n])
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                return f"{partition}@{offset}"
+            start += n
+        return "?"
+
     def _insert(self) -> None:
         delay = self.faults.before_write()
         if delay:
             time.sleep(delay)
-        try:
-            table = pa.Table.from_arrays(
-                [pa.array(c, f.type) for c, f in zip(self._cols, _SCHEMA, strict=True)],
-                schema=_SCHEMA,
-            )
-        except (pa.ArrowInvalid, OverflowError, TypeError) as exc:
-            raise PermanentSinkError(f"usage rows do not fit the input table: {exc}") from exc
+        table = self.build_table()
         settings = {
             "insert_deduplicate": 1,
             "insert_deduplication_token": self.batch_token(),

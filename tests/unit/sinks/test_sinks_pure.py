@@ -89,11 +89,58 @@ def test_batching_tracks_ranges_and_skips_written_offsets() -> None:
     assert len(sink) == 0 and sink.rows == 0
 
 
-def test_out_of_range_row_is_permanent() -> None:
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        (60, "docs", "x", 1, -5),  # negative
+        (60, "docs", "x", 1, 2**64 - 1 + 0.5),  # not an integer (and past UInt64)
+        (2**32, "docs", "x", 1, 5),  # past the minute column's UInt32
+        (60, "docs", 7, 1, 5),  # not a string
+        (60, "docs", "x", None, 5),  # null
+        ("60", "docs", "x", 1, 5),  # a string for a number
+    ],
+)
+def test_a_row_that_does_not_fit_is_permanent_and_names_its_record(
+    bad_row: tuple[object, ...],
+) -> None:
     sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
-    value = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, -5),)).encode()
-    with pytest.raises(PermanentSinkError):
-        sink.add(ConsumerRecord("u", 0, 0, 0, 0, None, value, None, 0, len(value), []))
+    sink.add(_usage_record(1, 3))
+    value = UsagePartial(0, 0, 0, (bad_row,)).encode()  # type: ignore[arg-type]
+    sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, value, None, 0, len(value), []))
+    sink.add(_usage_record(1, 5))
+    with pytest.raises(PermanentSinkError, match="record 1@4 "):
+        sink.build_table()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"not json",
+        b'{"rows": []}',  # no src
+        b'{"src": [0, 0, 0], "rows": [[60, "a", "b", 1, 2], [60, "a", "b", 1]]}',  # a short row
+        b'{"src": [0, 0, 0], "rows": [[60, "a", "b", 1, 2, 3]]}',  # a long row
+        b'{"src": [0, 0, 0], "rows": [7]}',
+    ],
+)
+def test_a_record_that_is_not_a_usage_partial_is_permanent(value: bytes) -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    with pytest.raises(PermanentSinkError, match="2@9"):
+        sink.add(ConsumerRecord("u", 2, 9, 0, 0, None, value, None, 0, len(value), []))
+
+
+def test_the_table_holds_every_row_with_its_source_record() -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    sink.add(_usage_record(1, 3))
+    empty = UsagePartial(1, 0, 0, ()).encode()
+    sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, empty, None, 0, len(empty), []))
+    sink.add(_usage_record(0, 8))
+    assert len(sink) == 3
+    assert sink.build_table().to_pylist() == [
+        {"minute": 60, "app": "docs", "sub_app": sub, "student_token": token,
+         "active_ms": ms, "src_partition": p, "src_offset": o}
+        for p, o in ((1, 3), (0, 8))
+        for sub, token, ms in (("x", 1, 10), ("y", 2, 20))
+    ]  # fmt: skip
 
 
 def test_fault_spec() -> None:
