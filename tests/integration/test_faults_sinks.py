@@ -162,9 +162,9 @@ async def test_slow_clickhouse_sink_bounded_memory_and_lag_recovers(
         await pipeline.create_topics()
         pipeline.start_worker(0)
         pipeline.start_redis_sink()
-        # 2 s per insert and at most 50 records per batch: the sink writes ~25 records/s, slower than
+        # 2 s per insert and at most 100 records per batch: the sink writes ~50 records/s, slower than
         # the workers emit them while the simulator sends.
-        ch = pipeline.start_clickhouse_sink(faults="slow_insert_ms=2000", sink_max_batch=50)
+        ch = pipeline.start_clickhouse_sink(faults="slow_insert_ms=2000", sink_max_batch=100)
         sending = asyncio.create_task(pipeline.simulate(E2E_CONFIG, options))
         max_lag = 0
         rss_samples = []
