@@ -146,7 +146,10 @@ class Settings:
     usage_read_port: int = 9467
     """Port of the ClickHouse sink's read-only endpoint for ``csync usage`` (127.0.0.1; public view only)."""
     sink_flush_interval_s: float = 1.0
-    """A sink flushes its batch at least this often (about one ClickHouse insert per second)."""
+    """The ClickHouse sink flushes its batch at least this often (about one insert per second)."""
+    sink_redis_flush_interval_s: float = 0.1
+    """The Redis sink flushes at least this often, and at once whenever its consumer has nothing more
+    buffered (a pipeline is cheap; a teacher waits for it)."""
     sink_max_batch: int = 5000
     """A sink flushes early once it holds this many input records."""
     sink_group_clickhouse: str = "csync-sink-clickhouse"

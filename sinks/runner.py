@@ -3,7 +3,9 @@
 A sink has one shape (STYLE.md): ``add(record)`` buffers, ``flush()`` writes the whole buffer in one round trip.
 This loop reads the sink's input topic with manual commits and, for each batch:
 
-1. adds records until ``max_batch`` records are buffered or ``flush_interval_s`` has passed;
+1. adds records until ``max_batch`` records are buffered or ``flush_interval_s`` has passed — or, with
+   ``flush_when_idle`` (the Redis sink: latency matters, a pipeline is cheap), as soon as a poll finds nothing
+   more to read. Under load that still batches: whatever arrives while one flush runs is the next batch;
 2. flushes; a transient failure is retried with exponential backoff while the partitions are paused (so the
    consumer stays in its group and reads nothing new) — nothing is committed, nothing dropped;
 3. commits the offsets just past the flushed records, and only those.
@@ -86,6 +88,7 @@ class SinkLoop:
         *,
         flush_interval_s: float = 1.0,
         max_batch: int = 5000,
+        flush_when_idle: bool = False,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -93,6 +96,7 @@ class SinkLoop:
         self.sink = sink
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
+        self.flush_when_idle = flush_when_idle
         self.backoff = backoff or Backoff()
         self._sleep = sleep
         self._next: dict[TopicPartition, int] = {}  # offset after the last buffered record
@@ -107,14 +111,22 @@ class SinkLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, flush and commit until ``stop`` is set; flush and commit once more on the way out."""
         while not stop.is_set():
-            timeout_ms = max(1, int(self._time_left() * 1000))
+            # With something buffered and flush_when_idle, only take what the consumer already fetched.
+            idle_check = self.flush_when_idle and bool(self._next)
+            timeout_ms = 0 if idle_check else max(1, int(self._time_left() * 1000))
             batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
             async with self._lock:
+                got = False
                 for tp, records in batches.items():
                     for record in records:
                         self.sink.add(record)
                         self._next[tp] = record.offset + 1
-                if len(self.sink) >= self.max_batch or (self._next and self._time_left() <= 0):
+                        got = True
+                if self._next and (
+                    len(self.sink) >= self.max_batch
+                    or self._time_left() <= 0
+                    or (idle_check and not got)
+                ):
                     await self._flush_and_commit(stop)
                 elif not self._next:
                     self._batch_started = time.monotonic()
