@@ -294,6 +294,23 @@ async def _main(base: Settings, args: argparse.Namespace, tmp: Path) -> None:
             )
 
 
+def _worker_rss(s: Settings, events: int, tmp: Path) -> int:
+    """RSS (kB) of one worker once ready and done with ``events`` events (+3 s to settle)."""
+    port = local_stack.free_port()
+    proc = start_worker(s, port, tmp / "mem.log")
+    try:
+        deadline = time.monotonic() + 600
+        while not ready(port) or metrics_count(port) < events:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"worker did not finish; see {tmp / 'mem.log'}")
+            time.sleep(0.2)
+        time.sleep(3)
+        return rss_kb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 async def memory(base: Settings, students: int, tmp: Path) -> None:
     """RSS of one worker holding ``students`` students' presence and usage state."""
     from csync.topics import create_topics
@@ -303,19 +320,12 @@ async def memory(base: Settings, students: int, tmp: Path) -> None:
     s = run_settings(base, topic)
     await create_topics(s, worker_topic_specs(s))
     await load(s, topic, items, single=False)
-    port = local_stack.free_port()
-    proc = start_worker(s, port, tmp / "mem.log")
-    try:
-        time.sleep(8)
-        idle_kb = rss_kb(proc.pid)
-        deadline = time.monotonic() + 600
-        while metrics_count(port) < len(items) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)
-        full_kb = rss_kb(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    # Idle: a worker of the same settings on an empty topic, once ready. (Not the loaded worker
+    # before it starts: it recovers its partitions in ~1.5 s and is busy with the events by then.)
+    empty = run_settings(base, f"{topic}-empty")
+    await create_topics(empty, worker_topic_specs(empty))
+    idle_kb = await asyncio.to_thread(_worker_rss, empty, 0, tmp)
+    full_kb = await asyncio.to_thread(_worker_rss, s, len(items), tmp)
     ids = {(i.district_id, i.student_id) for i in items if isinstance(i, ActivityEvent)}
     per_10k = (full_kb - idle_kb) / 1024 / len(ids) * 10_000
     print(

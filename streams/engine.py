@@ -33,6 +33,9 @@ ones.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 import time
 import uuid
@@ -64,6 +67,25 @@ from streams.usage import UsageRules, to_rows
 log = logging.getLogger(__name__)
 INTENT_KEY = b"intent"
 SNAPSHOT_KEY = b"snap"
+
+
+TRIM_EVERY_S = 1.0
+try:  # glibc only; elsewhere trimming is skipped
+    _trim: Any = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _trim = None
+
+
+def _malloc_trim() -> None:
+    """Give the memory freed by past polls back to the OS.
+
+    A poll's records, decoded events and snapshot documents are freed after the poll, but glibc
+    keeps the freed heap pages: without this the RSS stays at the peak of the largest poll
+    (measured: ~2x the state itself). ``malloc_trim(0)`` takes a few ms; we call it at most once a
+    second.
+    """
+    if _trim is not None:
+        _trim(0)
 
 
 class DlqRateExceeded(RuntimeError):
@@ -132,6 +154,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self.keys: DayKeyExchange | None = None
         self._stopping = False
         self._recovering = False
+        self._last_trim = 0.0
         self.started = False  # start() finished: clients connected, subscribed
         self.failed = False  # run() raised: the process must stop
 
@@ -174,6 +197,12 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         await self.consumer.start()
         self.consumer.subscribe([s.topic_activity, s.topic_roster], listener=self)
+        # A poll decodes up to ~100k events into short-lived tuples; with CPython's default
+        # thresholds (700, 10, 10) the cyclic GC ran ~15-25 % of a poll's time, re-scanning the
+        # long-lived state and the libraries. Freeze what start-up made, collect the young less
+        # often (the hot path makes no reference cycles).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         self.started = True
 
     def request_stop(self) -> None:
@@ -199,6 +228,9 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 async with self._lock:
                     await self._handle(batch)
+                if time.monotonic() - self._last_trim >= TRIM_EVERY_S:
+                    self._last_trim = time.monotonic()
+                    _malloc_trim()
         except Exception:
             self.failed = True
             raise

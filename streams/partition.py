@@ -176,6 +176,46 @@ def _reject(
     out.dlq.append((key, outcome.raw or value, headers))
 
 
+_CHUNK_EVENTS = 20_000
+
+
+def _apply(
+    state: PartitionState,
+    groups: dict[str, list[ActivityEvent]],
+    now: int,
+    partitions: int,
+    out: Outputs,
+) -> None:
+    """Route each student's events; apply the presence and usage rules to this partition's."""
+    presence, usage, me = state.presence, state.usage, state.partition
+    routes = _route_table(partitions)
+    intervals = out.intervals
+    for skey, events in groups.items():
+        target = routes.get(skey)
+        if target is None:
+            target = routes[skey] = int(murmur2(skey.encode()) & 0x7FFFFFFF) % partitions
+        if target != me:
+            raw_key = skey.encode()
+            out.reroute.extend((target, raw_key, encode_event(ev)) for ev in events)
+            continue
+        out.valid += len(events)
+        first = events[0]
+        change = presence.on_events(skey, first.district_id, first.student_id, events, now)
+        if change is not None:
+            out.presence.append(change)
+        # Device keys share the strings of the student's presence state (memory).
+        student = presence.states[skey]
+        district_id, student_id = student.district_id, student.student_id
+        if len(events) == 1 or len(set(map(_device_of, events))) == 1:
+            usage.on_events((district_id, student_id, first.device_id), events, now, intervals)
+            continue
+        per_device: dict[str, list[ActivityEvent]] = {}
+        for ev in events:
+            per_device.setdefault(ev.device_id, []).append(ev)
+        for device_id, device_events in per_device.items():
+            usage.on_events((district_id, student_id, device_id), device_events, now, intervals)
+
+
 def process_batch(
     state: PartitionState,
     activity: list[Record],
@@ -195,14 +235,18 @@ def process_batch(
                 out.presence.append(change)
     late_before = usage.late_events
     me, n = state.partition, params.partitions
-    # One pass to group the valid events per student (arrival order kept within a student): the
-    # rules then run once per student and device per batch, not once per event.
+    # Group the valid events per student (arrival order kept within a student) in one pass, then
+    # run the rules once per student and device, not once per event. Groups are applied every
+    # _CHUNK_EVENTS events, in arrival order: a poll can hold ~100k events, and holding all of them
+    # decoded at once made the worker's RSS peak several times its state.
     groups: dict[str, list[ActivityEvent]] = {}
+    pending = 0
     dropped = out.dropped_fields
     for offset, key, value, _headers in activity:
         if value is None:
             continue
-        for outcome in decode_record(value, now, params.limits):
+        outcomes = decode_record(value, now, params.limits)
+        for outcome in outcomes:
             ev = outcome.event
             if ev is None:
                 _reject(out, outcome, offset, key, value, me, params.topic_activity)
@@ -216,36 +260,11 @@ def process_batch(
                 groups[skey] = [ev]
             else:
                 group.append(ev)
-    routes = _route_table(n)
-    intervals = out.intervals
-    for skey, events in groups.items():
-        target = routes.get(skey)
-        if target is None:
-            target = routes[skey] = int(murmur2(skey.encode()) & 0x7FFFFFFF) % n
-        if target != me:
-            raw_key = skey.encode()
-            out.reroute.extend((target, raw_key, encode_event(ev)) for ev in events)
-            continue
-        out.valid += len(events)
-        first = events[0]
-        change = presence.on_events(skey, first.district_id, first.student_id, events, now)
-        if change is not None:
-            out.presence.append(change)
-        # Device keys share the strings of the student's presence state (memory).
-        student = presence.states[skey]
-        district_id, student_id, device_id = (
-            student.district_id,
-            student.student_id,
-            first.device_id,
-        )
-        if len(events) == 1 or len(set(map(_device_of, events))) == 1:
-            usage.on_events((district_id, student_id, device_id), events, now, intervals)
-            continue
-        per_device: dict[str, list[ActivityEvent]] = {}
-        for ev in events:
-            per_device.setdefault(ev.device_id, []).append(ev)
-        for device_id, device_events in per_device.items():
-            usage.on_events((district_id, student_id, device_id), device_events, now, intervals)
+        pending += len(outcomes)
+        if pending >= _CHUNK_EVENTS:
+            _apply(state, groups, now, n, out)
+            groups, pending = {}, 0
+    _apply(state, groups, now, n, out)
     out.late = usage.late_events - late_before
     out.presence.extend(presence.expire(now))
     if intent.close:

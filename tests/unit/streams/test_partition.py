@@ -4,9 +4,13 @@ worker recovered from it continues exactly like the one that wrote it."""
 from __future__ import annotations
 
 import random
+from collections import Counter
+
+import pytest
 
 from schemas.decoder import Limits, encode_envelope, encode_event
 from schemas.event import ACTIVE_KINDS, ActivityEvent
+from streams import partition
 from streams.partition import (
     Intent,
     Params,
@@ -18,7 +22,7 @@ from streams.partition import (
     partition_of,
     process_batch,
 )
-from streams.usage import UsageRules
+from streams.usage import UsageRules, split_minutes
 
 NOW = 1_700_000_000_000
 PARAMS = Params(4, 60_000, UsageRules(), Limits(), "act", refresh_ms=30_000)
@@ -104,3 +108,33 @@ def test_recovered_state_continues_exactly_like_the_original() -> None:
         )  # fmt: skip
         emitted += a.presence
     assert emitted and _fields(restored) == _fields(state)
+
+
+def test_chunked_poll_gives_the_same_states_and_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big poll is applied in chunks of events: the chunk size changes no state and no usage
+    (presence may emit an intermediate view more, never a different final one)."""
+
+    def run(chunk: int) -> tuple[object, ...]:
+        monkeypatch.setattr(partition, "_CHUNK_EVENTS", chunk)
+        state = new_state(0, PARAMS)
+        ms: Counter[tuple[object, ...]] = Counter()
+        last_view: dict[str, tuple[object, ...]] = {}
+        for intent, records in _batches(3):
+            out = process_batch(state, records, [], intent, PARAMS)
+            for key, start, end, app, sub in out.intervals:
+                for minute, n in split_minutes(start, end):
+                    ms[(minute, app, sub, *key)] += n
+            for ch in out.presence:
+                last_view[ch.student_id] = (ch.online, ch.app, ch.sub_app, ch.ts)
+        students = {
+            k: (s.ts, s.kind, s.app, s.sub_app, s.tie_ids, s.shown)
+            for k, s in state.presence.states.items()
+        }
+        # arrival sequence numbers are global, so they differ; the order they give does not
+        devices = {
+            k: ([(t, a, app, sub) for t, _seq, a, app, sub in d.buffer], *d.fields()[1:])
+            for k, d in state.usage.devices.items()
+        }
+        return students, devices, ms, {k: v[:3] for k, v in last_view.items()}
+
+    assert run(1) == run(10**9)
