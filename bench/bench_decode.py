@@ -99,8 +99,10 @@ def main() -> None:
 
     events = build_events(args.events)
     data = records(events, args.envelope_size, args.single_share)
+    count = len(events)
+    del events
     decoded = sum(1 for raw in data for o in decode_record(raw, NOW_MS) if o.event is not None)
-    assert decoded == len(events), f"only {decoded}/{len(events)} events valid"
+    assert decoded == count, f"only {decoded}/{count} events valid"
 
     def decode(raw: bytes) -> object:
         return decode_record(raw, NOW_MS, DEFAULT_LIMITS)
@@ -109,10 +111,10 @@ def main() -> None:
     for _ in range(args.runs):  # interleaved, so drift of the machine hits both alike
         load_times.append(_time(orjson.loads, data))
         decode_times.append(_time(decode, data))
-    decode_rate = len(events) / statistics.median(decode_times)
-    load_rate = len(events) / statistics.median(load_times)
+    decode_rate = count / statistics.median(decode_times)
+    load_rate = count / statistics.median(load_times)
     size = sum(map(len, data))
-    print(f"{len(events)} events in {len(data)} records ({size / len(events):.0f} B/event)")
+    print(f"{count} events in {len(data)} records ({size / count:.0f} B/event)")
     print(f"decode_record: {decode_rate:,.0f} events/s   orjson.loads: {load_rate:,.0f} events/s")
     print(
         f"RESULT decode_events_per_s={decode_rate:.0f} "

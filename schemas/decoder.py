@@ -31,8 +31,8 @@ import json
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from itertools import repeat
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import is_, is_not, itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -54,18 +54,16 @@ _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 _CACHE_MAX: Final = 1 << 16
 _MISSING: Final[Any] = object()
 _MISSING_TYPE: Final = type(_MISSING)
-_STR_OR_MISSING: Final = frozenset({str, _MISSING_TYPE})
 _EVENT_ID_RULE: Final = "event_id must be 1-64 chars of [A-Za-z0-9_-]"
 _event_id_match: Final = _EVENT_ID_RE.fullmatch
 _tuple_new: Final = tuple.__new__
-_EVENT_IDS_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,64}(?:\n[A-Za-z0-9_\-]{1,64})*")
-_REQUIRED: Final = itemgetter(
-    "v", "event_id", "kind", "ts", "district_id", "student_id", "device_id"
-)  # fmt: skip
-_DICT_TYPE: Final = {dict}
+_REQUIRED_NAMES: Final = ("v", "event_id", "kind", "ts", "district_id", "student_id", "device_id")
+_REQUIRED: Final = itemgetter(*_REQUIRED_NAMES)
 _INT_TYPE: Final = {int}
-_STR_TYPE: Final = {str}
-_ONE: Final = {1}
+_EMPTY_IF_MISSING: Final[dict[type, str]] = {_MISSING_TYPE: ""}
+_EVENT_ID_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+# Envelope positions as ready-made ints (range() would allocate every one above 256).
+_INDEXES: Final = tuple(range(MAX_ENVELOPE_EVENTS))
 # The fields of CONTRACT §2; everything else is dropped and counted.
 CONTRACT_FIELDS: Final = frozenset(
     {
@@ -243,26 +241,24 @@ def _validate(obj: Any, min_ts: int, max_ts: int, index: int) -> EventOutcome | 
     """
     if type(obj) is not dict:
         return Rejection(Reason.NOT_OBJECT, f"event is a JSON {_json_type(obj)}, not an object")
-    get = obj.get
-    v = get("v", _MISSING)
+    try:  # the seven required fields in one call
+        v, event_id, kind, ts, district_id, student_id, device_id = _REQUIRED(obj)
+    except KeyError:  # one is missing: the checks below name the first
+        v, event_id, kind, ts, district_id, student_id, device_id = map(
+            obj.get, _REQUIRED_NAMES, repeat(_MISSING)
+        )
     if type(v) is not int or v != 1:
         if v is _MISSING:
             return Rejection(Reason.MISSING_FIELD, "v")
         return Rejection(Reason.UNSUPPORTED_VERSION, f"v={_short(v)}")
-    kind = get("kind", _MISSING)
     if type(kind) is not str or kind not in KINDS:
         return _kind_rejection(kind)
-    event_id = get("event_id", _MISSING)
     if type(event_id) is not str or _event_id_match(event_id) is None:
         return _str_rejection("event_id", event_id, Reason.BAD_EVENT_ID, _EVENT_ID_RULE)
-    ts = get("ts", _MISSING)
     if type(ts) is not int:
         if ts is _MISSING:
             return Rejection(Reason.MISSING_FIELD, "ts")
         return Rejection(Reason.WRONG_TYPE, "ts must be an integer (epoch ms)")
-    district_id = get("district_id", _MISSING)
-    student_id = get("student_id", _MISSING)
-    device_id = get("device_id", _MISSING)
     valid_ids = _valid_ids
     if not (
         type(district_id) is str
@@ -274,6 +270,7 @@ def _validate(obj: Any, min_ts: int, max_ts: int, index: int) -> EventOutcome | 
     ):
         return _id_rejection(district_id, student_id, device_id)
     known = 7
+    get = obj.get
     app = get("app", _MISSING)
     if type(app) is str and 0 < len(app) <= MAX_APP_CHARS:
         known = 8
@@ -472,50 +469,55 @@ def _envelope_fast(members: list[Any], min_ts: int, max_ts: int) -> list[EventOu
 
 
 def _envelope_columns(members: list[Any], min_ts: int, max_ts: int) -> list[EventOutcome] | None:
-    keys = set().union(*members)  # TypeError for a number member; a string adds 1-char "keys"
-    if not CONTRACT_FIELDS.issuperset(keys):
-        return None
-    rows = list(map(_REQUIRED, members))  # KeyError: missing field; TypeError: not an object
-    vs, event_ids, kinds, tss, district_ids, student_ids, device_ids = zip(*rows, strict=True)
     count = len(members)
-    # True == 1.0 == 1 in a set, hence the type check.
-    if set(vs) != _ONE or set(map(type, vs)) != _INT_TYPE:
+    # One pass over the members reads the required fields (KeyError: one is missing; TypeError: a
+    # member is not an object); zip turns the rows into columns.
+    vs, event_ids, kinds, tss, district_ids, student_ids, device_ids = zip(
+        *map(_REQUIRED, members), strict=True
+    )
+    if set(map(type, chain(vs, tss))) != _INT_TYPE or vs.count(1) != count:
+        return None
+    if min(tss) < min_ts or max(tss) > max_ts:
         return None
     if not KINDS.issuperset(kinds):  # KINDS holds only str: anything else fails or raises
         return None
-    if set(map(type, tss)) != _INT_TYPE or min(tss) < min_ts or max(tss) > max_ts:
+    if not _ids_ok(event_ids, district_ids, student_ids, device_ids):
         return None
-    joined = "\n".join(event_ids)
-    # An id holding the separator would pass as two ids; the separator count rules that out.
-    if _EVENT_IDS_RE.fullmatch(joined) is None or joined.count("\n") != count - 1:
-        return None
-    valid_ids = _valid_ids
-    for ids in (district_ids, student_ids, device_ids):
-        # valid_ids holds only str; an unknown value goes through _id_ok (regex: str only)
-        if not valid_ids.issuperset(ids) and not all(map(_id_ok, set(ids) - valid_ids)):
-            return None
     apps: list[Any] = list(map(dict.get, members, repeat("app"), repeat(_MISSING)))
     sub_apps: list[Any] = list(map(dict.get, members, repeat("sub_app"), repeat(_MISSING)))
-    app_types = set(map(type, apps))
-    present = apps
-    if app_types != _STR_TYPE:
-        if not _STR_OR_MISSING.issuperset(app_types):
-            return None
-        if any(a is _MISSING and k in ACTIVE_KINDS for a, k in zip(apps, kinds, strict=True)):
-            return None
-        present = [a for a in apps if a is not _MISSING]
-        apps = ["" if a is _MISSING else a for a in apps]
-    if present and not (min(map(len, present)) >= 1 and max(map(len, present)) <= MAX_APP_CHARS):
+    urls: list[Any] = list(map(dict.get, members, repeat("url"), repeat(_MISSING)))
+    app_types = list(map(type, apps))
+    n_app = app_types.count(str)
+    # A present app is 1-64 chars (truth tests: _MISSING is true, only "" is false).
+    if not all(apps):
         return None
-    sub_app_types = set(map(type, sub_apps))
-    if sub_app_types != _STR_TYPE:
-        if not _STR_OR_MISSING.issuperset(sub_app_types):
+    if n_app != count:
+        if n_app + app_types.count(_MISSING_TYPE) != count:
             return None
-        sub_apps = ["" if a is _MISSING else a for a in sub_apps]
+        # Only idle and logout may omit app.
+        if not ACTIVE_KINDS.isdisjoint(compress(kinds, map(is_, apps, repeat(_MISSING)))):
+            return None
+        apps = list(map(_EMPTY_IF_MISSING.get, app_types, apps))
+    if max(map(len, apps)) > MAX_APP_CHARS:
+        return None
+    sub_app_types = list(map(type, sub_apps))
+    n_sub_app = sub_app_types.count(str)
+    if n_sub_app != count:
+        if n_sub_app + sub_app_types.count(_MISSING_TYPE) != count:
+            return None
+        sub_apps = list(map(_EMPTY_IF_MISSING.get, sub_app_types, sub_apps))
     if max(map(len, sub_apps)) > MAX_SUB_APP_CHARS:
         return None
-    if "url" in keys and not _envelope_urls(members, apps, sub_apps):
+    n_url = count - list(map(type, urls)).count(_MISSING_TYPE)
+    # Any field beyond the contract's makes a member's size exceed its known fields: such an
+    # envelope goes to the per-member path, which names and counts the dropped fields.
+    if sum(map(len, members)) != 7 * count + n_app + n_sub_app + n_url:
         return None
+    if n_url:
+        hosted = _envelope_urls(urls, apps, sub_apps, n_url)
+        if hosted is None:
+            return None
+        sub_apps = hosted
     events = list(
         map(
             _tuple_new,
@@ -530,31 +532,80 @@ def _envelope_columns(members: list[Any], min_ts: int, max_ts: int) -> list[Even
         map(
             _tuple_new,
             repeat(EventOutcome),
-            zip(range(count), events, repeat(None), repeat(()), repeat(None)),
+            zip(_INDEXES, events, repeat(None), repeat(()), repeat(None)),
         )
     )
 
 
-def _envelope_urls(members: list[Any], apps: list[str], sub_apps: list[str]) -> bool:
-    """Turn web urls into ``sub_apps`` in place; False if one is invalid or may be oversized."""
-    urls = list(map(dict.get, members, repeat("url"), repeat(_MISSING)))
-    url_hosts = _url_hosts
-    for i, url in enumerate(urls):
-        if url is _MISSING:
-            continue
-        if apps[i] != WEB_APP:
-            if _unbounded_url(members[i]):
-                return False
-            continue
-        host = url_hosts.get(url) if type(url) is str else None
-        if host is None:
-            if type(url) is not str:
-                return False
-            host = web_host(url)
-            if host is None:
-                return False
-        sub_apps[i] = host
+def _ids_ok(
+    event_ids: tuple[Any, ...],
+    district_ids: tuple[Any, ...],
+    student_ids: tuple[Any, ...],
+    device_ids: tuple[Any, ...],
+) -> bool:
+    """Whether all ids of an envelope are valid (CONTRACT §2).
+
+    Event ids are unique: checked over the joined column (``str.join`` raises TypeError for a value
+    that is not a string; on ASCII text, deleting the allowed bytes leaves nothing exactly when
+    every character is allowed), lengths on their own. District, student and device ids repeat:
+    checked against the cache of ids already found valid (this also computes their hashes once,
+    which every later lookup of them reuses).
+    """
+    joined = "".join(event_ids)
+    if not joined.isascii() or joined.encode().translate(None, _EVENT_ID_BYTES):
+        return False
+    if not all(event_ids) or max(map(len, event_ids)) > 64:  # all(): no empty one
+        return False
+    valid_ids = _valid_ids
+    for ids in (district_ids, student_ids, device_ids):
+        # valid_ids holds only str; an unknown value goes through _id_ok (regex: str only)
+        if not valid_ids.issuperset(ids) and not all(map(_id_ok, set(ids) - valid_ids)):
+            return False
     return True
+
+
+def _envelope_urls(
+    urls: list[Any], apps: list[str], sub_apps: list[str], n_url: int
+) -> list[str] | None:
+    """``sub_apps`` with web urls turned into hosts; None if a url is invalid or may be oversized.
+
+    The usual envelope: every url is on a web app and its host is cached (a heartbeat repeats its
+    page's url), so two C-level lookups per url do it.
+    """
+    present = list(map(is_not, urls, repeat(_MISSING)))
+    url_hosts: dict[Any, Any] = _url_hosts
+    if list(compress(apps, present)).count(WEB_APP) == n_url:
+        web_urls = list(compress(urls, present))
+        # TypeError: an unhashable url. A url too long to be cached fails both checks.
+        if all(map(url_hosts.get, web_urls)) or _hosts_cached(web_urls):
+            # A member without url looks up _MISSING, which no cache holds: its sub_app stays.
+            return list(map(url_hosts.get, urls, sub_apps))
+    sub_apps = list(sub_apps)
+    for i in compress(_INDEXES, present):
+        url = urls[i]
+        if apps[i] != WEB_APP:
+            if not (
+                url is None
+                or (type(url) is str and len(url) <= MAX_URL_CHARS and url.isascii()
+                    and url.isprintable())
+            ):  # fmt: skip
+                return None
+            continue
+        if type(url) is not str:
+            return None
+        host = web_host(url)
+        if host is None:
+            return None
+        sub_apps[i] = host
+    return sub_apps
+
+
+def _hosts_cached(urls: list[Any]) -> bool:
+    """Compute and cache the hosts of ``urls``; False if one is invalid or could not be cached."""
+    for url in urls:
+        if type(url) is not str or web_host(url) is None:
+            return False
+    return all(map(_url_hosts.get, urls))
 
 
 def _member_slow_path(index: int, member: Any, result: EventOutcome | Rejection) -> EventOutcome:

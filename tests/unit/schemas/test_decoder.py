@@ -279,3 +279,37 @@ def test_envelope_fast_path_equals_per_member_path(
     assert fast is None or fast == expected
     if all(not m for m in mutations) and not odd_member:
         assert fast is not None  # plain valid envelopes take the fast path
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        # idle without app beside active events; an idle with an empty app is invalid
+        [event(), event(event_id="e2", kind="idle", app=...), event(event_id="e3", kind="logout")],
+        [event(), event(event_id="e2", kind="idle", app="")],
+        [event(), event(event_id="e2", kind="heartbeat", app=...)],
+        # web urls (cached or not, one too long to cache), urls on other apps, a bad one
+        [event(app="web", url="https://www.a.org/x"), event(event_id="e2", sub_app="u1")],
+        [event(app="web", url="https://b.org/" + "p" * 300), event(event_id="e2")],
+        [event(app="web", url="https://c.org/"), event(event_id="e2", url="https://d.org/")],
+        [event(url="x" * 3000), event(event_id="e2")],
+        [event(url=None), event(event_id="e2", app="web", url="https://e.org/")],
+        [event(app="web", url="ftp://f.org/"), event(event_id="e2")],
+        [event(app="web", url=["https://g.org/"]), event(event_id="e2")],
+        # an extra field in place of a missing optional one
+        [event(extra=1), event(event_id="e2", kind="idle", app=...)],
+        [event(event_id=""), event(event_id="e2")],
+        [event(v=True), event(event_id="e2")],
+        [event(ts=float(NOW)), event(event_id="e2")],
+    ],
+)
+def test_envelope_fast_path_equals_per_member_path_on_edge_cases(
+    members: list[dict[str, Any]],
+) -> None:
+    raw = orjson.dumps(members)
+    window = (NOW - 72 * 3_600_000, NOW + 300_000)
+    for _ in range(2):  # the second time with the url cache filled
+        expected = decoder._envelope_per_member(orjson.loads(raw), *window)
+        assert decode_record(raw, NOW) == expected
+        fast = decoder._envelope_fast(orjson.loads(raw), *window)
+        assert fast is None or fast == expected
