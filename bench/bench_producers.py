@@ -51,7 +51,14 @@ from aiokafka.structs import TopicPartition
 from csync import stack as local_stack
 from csync.settings import Settings
 from csync.topics import create_topics
-from producers.collector import Collector, add_token, load_tokens, make_app, make_producer
+from producers.collector import (
+    PRODUCER_LINGER_MS,
+    Collector,
+    add_token,
+    load_tokens,
+    make_app,
+    make_producer,
+)
 from producers.simulator import SendOptions, default_compression, run_simulation
 from producers.simulator_model import (
     SimulationConfig,
@@ -199,7 +206,8 @@ async def bench_collector(settings: Settings, events: int, clients: int) -> tupl
     records = await read_records(s, s.topic_activity)
     raw = _fresh(settings, "colraw")
     await create_topics(raw)
-    raw_rate = len(items) / await raw_send(raw, raw.topic_activity, records, s.collector_linger_ms)
+    # Configured like the collector's producer (make_producer), linger included.
+    raw_rate = len(items) / await raw_send(raw, raw.topic_activity, records, PRODUCER_LINGER_MS)
     return accepted / seconds, raw_rate
 
 

@@ -48,6 +48,8 @@ from schemas.event import ActivityEvent
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / "collector.v1.json"
 DLQ_SOURCE = b"collector"
+# The producer's own linger: none, the collector batches windows itself (see make_producer).
+PRODUCER_LINGER_MS = 0
 # Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
 # Bound of the (district, student) -> partition cache of the batcher.
 _PARTITION_CACHE_MAX = 1 << 16
@@ -138,6 +140,11 @@ class Collector:
         self._flushers: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
         self._send_lock = asyncio.Lock()
+        # Flushes sent whose acknowledgements are still awaited, and the event that Kafka has
+        # acknowledged all of them (the producer is idle).
+        self._unacked_flushes = 0
+        self._kafka_idle = asyncio.Event()
+        self._kafka_idle.set()
         self._partition_of: dict[tuple[str, str], int] = {}
 
     async def start(self) -> None:
@@ -165,17 +172,33 @@ class Collector:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.waiters.append(done)
         if not self._flush_scheduled:
-            # One flush per linger window; a window's flush does not wait for the previous
-            # window's acknowledgements (only its sends are ordered after them, by the lock).
+            # One flush per window; a window's flush does not wait for the previous window's
+            # acknowledgements (only its sends are ordered after them, by the lock).
             self._flush_scheduled = True
             self._flushers.add(task := asyncio.create_task(self._flush_later()))
             task.add_done_callback(self._flushers.discard)
         return done
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.settings.collector_linger_ms / 1000)
+        """Send the window's events once Kafka is idle, or after the linger at the latest.
+
+        Devices wait for Kafka's acknowledgement, and the idempotent producer has one request in
+        flight per broker: while a flush is unacknowledged, the next one could only queue behind
+        it, so the window gathers events until then (bigger envelopes, no added wait). When
+        Kafka is idle the window closes at once (after the requests already decoded in this
+        turn of the event loop joined it): a fixed linger would only add latency there.
+        """
+        if self._kafka_idle.is_set():
+            await asyncio.sleep(0)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._kafka_idle.wait(), self.settings.collector_linger_ms / 1000
+                )
         pending, self._pending = self._pending, _Pending()
         self._flush_scheduled = False
+        self._unacked_flushes += 1
+        self._kafka_idle.clear()
         try:
             sends = []
             async with self._send_lock:  # a student's events stay in order across windows
@@ -192,6 +215,10 @@ class Collector:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
+        finally:
+            self._unacked_flushes -= 1
+            if not self._unacked_flushes:
+                self._kafka_idle.set()
         for waiter in pending.waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -425,7 +452,11 @@ def make_app(collector: Collector) -> web.Application:
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """The collector's idempotent producer (acks=all)."""
+    """The collector's idempotent producer (acks=all).
+
+    No linger of its own: the collector hands it whole windows of envelopes at once (see
+    ``Collector._flush_later``), so lingering would only delay every answer.
+    """
     from producers.simulator import default_compression
 
     return AIOKafkaProducer(
@@ -433,7 +464,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         enable_idempotence=True,
         acks="all",
         compression_type=default_compression(),
-        linger_ms=settings.collector_linger_ms,
+        linger_ms=PRODUCER_LINGER_MS,
         max_batch_size=2 * 1024 * 1024,
         max_request_size=4 * 1024 * 1024,
     )
