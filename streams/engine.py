@@ -33,6 +33,7 @@ ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -49,7 +50,7 @@ from csync import metrics
 from csync.settings import Settings
 from csync.topics import TopicSpec, create_topics, topic_specs
 from schemas.decoder import Limits
-from schemas.internal import UsagePartial
+from schemas.internal import InternalFormatError, UsagePartial
 from streams.keys import DayKeyExchange
 from streams.partition import (
     Intent,
@@ -284,7 +285,14 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         done: list[tuple[Intent, Outputs]] = []
         for p, state in list(self.states.items()):
             a, r = act.get(p, []), roster.get(p, [])
-            close = now - state.last_close_ms >= self.params.close_every_ms
+            # Silent devices are closed by the arrival clock only while this partition is caught up:
+            # when the worker is behind (restart, rebalance, broker outage), a device's next events
+            # may be waiting unread, and closing it would attribute a full MAX_GAP to the old app.
+            assert self.consumer is not None  # noqa: S101 - _handle runs only once started
+            hw = self.consumer.highwater(TopicPartition(self.s.topic_activity, p))
+            read_to = a[-1][0] + 1 if a else state.act_next
+            caught_up = hw is not None and read_to >= hw
+            close = caught_up and now - state.last_close_ms >= self.params.close_every_ms
             if not a and not r and not close:
                 continue
             intent = Intent(
@@ -308,7 +316,12 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             self.processed_events += out.valid
             await self._maybe_snapshot(intent.partition)
 
-    async def _emit(self, batches: list[tuple[Intent, Outputs]], write_intent: bool) -> None:
+    async def _emit(
+        self,
+        batches: list[tuple[Intent, Outputs]],
+        write_intent: bool,
+        skip_partial: bool = False,
+    ) -> None:
         """Emit the outputs of one batch per partition.
 
         Per partition the order of the module docstring holds (its intent acked before any of its
@@ -343,7 +356,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.gather(*acks)
         futs = []
         for (intent, out), batch_rows in zip(batches, rows, strict=True):
-            if batch_rows:
+            if batch_rows and not skip_partial:
                 partial = UsagePartial(intent.partition, *intent.src[1:], rows=tuple(batch_rows))
                 futs.append(
                     await producer.send(
@@ -447,11 +460,29 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             ros = await self._range(self.s.topic_roster, p, intent.roster_first, intent.roster_last)
             out = process_batch(state, act, ros, intent, self.params)
             if n == len(intents) - 1:
-                await self._emit([(intent, out)], write_intent=False)
+                # The last intent's outputs may or may not have been sent before the crash. Presence
+                # changes are idempotent; the usage partial is not re-sent when it already landed.
+                sent = await self._partial_landed(p, intent.src)
+                await self._emit([(intent, out)], write_intent=False, skip_partial=sent)
         self.states[p] = state
         self._last_snap[p] = 0.0
         log.info("partition %d recovered: %d intents replayed", p, len(intents))
         await self._snapshot(p)
+
+    async def _partial_landed(self, p: int, src: tuple[int, int, int]) -> bool:
+        """Whether a usage partial with ``src`` is among the last records of its usage-cells partition.
+
+        Partials of partition ``p`` go to usage-cells partition ``p`` in intent order, and an intent is
+        written only after the previous batch's outputs were acknowledged: the last intent's partial, if
+        it was sent at all, is among the last few records there.
+        """
+        tail = await self._read(TopicPartition(self.s.topic_usage_cells, p), tail=64)
+        for m in tail:
+            with contextlib.suppress(InternalFormatError):
+                partial = UsagePartial.decode(m.value)
+                if (partial.partition, partial.first_offset, partial.last_offset) == src:
+                    return True
+        return False
 
     async def _beginnings(self, partitions: list[int]) -> dict[TopicPartition, int]:
         assert self.reader is not None  # noqa: S101
