@@ -227,12 +227,20 @@ def process_batch(
     out = Outputs()
     now = intent.now_ms
     presence, usage = state.presence, state.usage
+    left: set[tuple[str, str]] = set()
     for rec in roster:
         parsed = _roster(rec)
         if parsed is not None:
             change = presence.on_roster(parsed[0], parsed[1], parsed[2], parsed[3], now)
             if change is not None:
                 out.presence.append(change)
+            if parsed[2] is None:  # a tombstone: the student left the roster or was purged
+                left.add((parsed[0], parsed[1]))
+    if left:
+        # Forget their devices' usage state too (reorder buffers, event ids), so the next snapshot
+        # holds nothing of them (privacy: disposal on request). One pass for the whole batch.
+        for device in [k for k in usage.devices if (k[0], k[1]) in left]:
+            del usage.devices[device]
     late_before = usage.late_events
     me, n = state.partition, params.partitions
     # Group the valid events per student (arrival order kept within a student) in one pass, then

@@ -49,3 +49,17 @@ def test_forget_district_leaves_nothing_in_the_next_snapshot() -> None:
     restored = decode_snapshot(encode_snapshot(state), params_of(SETTINGS))
     assert district_entries(restored, "d1") == 0
     assert district_entries(restored, "d10") == 2
+
+
+def test_roster_tombstone_makes_the_worker_forget_the_students_usage_state() -> None:
+    # The purge's signal to the worker is a roster tombstone: after the batch that carries it,
+    # neither presence nor device usage state of that student is left (nor in the next snapshot).
+    state = _state()
+    params = params_of(SETTINGS)
+    tombstone: Record = (0, b"d1:s1", None, ())
+    process_batch(state, [], [tombstone], Intent(0, 3, 2, 0, 0, NOW, False, 1), params)
+    restored = decode_snapshot(encode_snapshot(state), params)
+    assert district_entries(restored, "d1") == 2  # s2's presence and device only
+    assert ("d1", "s1", "dev") not in restored.usage.devices
+    assert ("d1", "s2", "dev") in restored.usage.devices
+    assert district_entries(restored, "d10") == 2
