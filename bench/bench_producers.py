@@ -58,6 +58,7 @@ from producers.collector import (
     load_tokens,
     make_app,
     make_producer,
+    tune_gc,
 )
 from producers.simulator import SendOptions, default_compression, run_simulation
 from producers.simulator_model import (
@@ -189,6 +190,7 @@ async def bench_collector(settings: Settings, events: int, clients: int) -> tupl
     await runner.setup()
     port = local_stack.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    tune_gc()  # as serve() does once the collector started
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     load = ctx.Process(target=_load_process, args=(port, bodies, clients, send))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import math
 import time
@@ -470,6 +471,19 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
+def tune_gc() -> None:
+    """Freeze what start-up made and collect the young generation less often (call once, after
+    start-up).
+
+    A request of 500 events makes ~1,500 short-lived tracked objects (parsed members, events,
+    outcomes); with CPython's default thresholds (700, 10, 10) the cyclic GC ran twice per
+    request and re-scanned the libraries' objects. The request path makes no reference cycles.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def serve(settings: Settings) -> None:
     """Run the collector until cancelled."""
     tokens = load_tokens(tokens_path(settings))
@@ -487,6 +501,7 @@ async def serve(settings: Settings) -> None:
         ops = OpsServer("collector", settings.collector_metrics_port)
         ops.add_readiness("kafka", lambda: producer.client.cluster.brokers() != set())
         await ops.start()
+        tune_gc()
         try:
             await asyncio.Event().wait()
         finally:
