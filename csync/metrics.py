@@ -10,7 +10,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # --- input and validation
 # Raw records and events read, by topic: is input arriving at all?
-EVENTS_CONSUMED = Counter("csync_events_consumed_total", "Events read from Kafka", ["topic"])
+EVENTS_CONSUMED = Counter(
+    "csync_events_consumed_total", "Records read from Kafka (an envelope is one record)", ["topic"]
+)
 # Events that passed validation: the useful throughput.
 EVENTS_VALID = Counter("csync_events_valid_total", "Events that passed validation")
 # Events rejected, by machine-readable reason: a jump in one reason points at one broken producer.

@@ -58,6 +58,7 @@ from streams.partition import (
     Params,
     PartitionState,
     Record,
+    continuing,
     decode_snapshot,
     encode_snapshot,
     new_state,
@@ -66,6 +67,7 @@ from streams.partition import (
 from streams.usage import UsageRules, to_rows
 
 log = logging.getLogger(__name__)
+ONLINE_EXPORT_S = 5.0  # how often the online-students gauge is recounted (a pass over the states)
 INTENT_KEY = b"intent"
 SNAPSHOT_KEY = b"snap"
 
@@ -148,6 +150,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._lock = asyncio.Lock()
         self._invalid_window: deque[bool] = deque(maxlen=1000)
         self.processed_events = 0
+        self._online_exported = 0.0
+        self._online_districts: set[str] = set()
         self.invalid_events = 0
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -274,6 +278,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         act: dict[int, list[Record]] = {}
         roster: dict[int, list[Record]] = {}
         for tp, msgs in batch.items():
+            metrics.EVENTS_CONSUMED.labels(tp.topic).inc(len(msgs))
             state = self.states.get(tp.partition)
             if state is None:
                 continue
@@ -309,12 +314,26 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             if not a and not r and out.empty():
                 continue
             done.append((intent, out))
+        if time.monotonic() - self._online_exported >= ONLINE_EXPORT_S:
+            self._export_online()  # also when nothing is emitted: timeouts change who is online
         if not done:
             return
         await self._emit(done, write_intent=True)
         for intent, out in done:
             self.processed_events += out.valid
             await self._maybe_snapshot(intent.partition)
+
+    def _export_online(self) -> None:
+        """Students shown online, per district, as a gauge: counts only, never an id."""
+        self._online_exported = time.monotonic()
+        counts: dict[str, int] = dict.fromkeys(self._online_districts, 0)
+        for state in self.states.values():
+            for student in state.presence.states.values():
+                if student.shown.online:
+                    counts[student.district_id] = counts.get(student.district_id, 0) + 1
+        for district, n in counts.items():
+            metrics.ONLINE_STUDENTS.labels(district).set(n)
+        self._online_districts = set(counts)
 
     async def _emit(
         self,
@@ -454,7 +473,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 beginnings.update(await self._beginnings(partitions))
             state.act_next, state.roster_next = beginnings[act], beginnings[ros]
         intents = [_decode_intent(m.value) for m in records[snap_at + 1 :] if m.key == INTENT_KEY]
-        intents = [i for i in intents if i.act_first == state.act_next]  # drop stale duplicates
+        intents = continuing(intents, state.act_next, state.roster_next)  # drop stale duplicates
         for n, intent in enumerate(intents):
             act = await self._range(self.s.topic_activity, p, intent.act_first, intent.act_last)
             ros = await self._range(self.s.topic_roster, p, intent.roster_first, intent.roster_last)

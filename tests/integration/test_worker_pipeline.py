@@ -306,6 +306,25 @@ async def test_worker_outputs_equal_the_truth(
         assert valid == len(events)
         assert rerouted == sum(1 for e in events if e.student_id in misrouted)
         assert dlq_metric == sum(invalid.values())
+        consumed = sum(metric_sum(t, "csync_events_consumed_total") for t in texts)
+        assert consumed >= len(items) // 1000  # records (envelopes count once)
+        # Online students per district: a count series per district, never an id; everyone is
+        # offline by now (the gauge is recounted every few seconds).
+        deadline = time.monotonic() + 15
+        while True:
+            texts = [http_get(port, "/metrics")[1].decode() for port in ports]
+            series = [
+                line
+                for t in texts
+                for line in t.splitlines()
+                if line.startswith("csync_online_students{")
+            ]
+            online = sum(metric_sum(t, "csync_online_students") for t in texts)
+            if (series and online == 0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert series and online == 0, series
+        assert {line.split('"')[1] for line in series} <= {st.district_id for st in population}
 
         # roster: a rename with a class change, and a tombstone
         gone, renamed = population[0], population[1]
