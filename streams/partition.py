@@ -83,6 +83,25 @@ class Intent(NamedTuple):
         return (self.partition, self.act_first, self.act_first - self.tick)
 
 
+def continuing(intents: list[Intent], act_next: int, roster_next: int) -> list[Intent]:
+    """The intents, in log order, that continue a state reading ``act_next``/``roster_next`` next.
+
+    Each kept intent moves the expected offsets on (as :func:`process_batch` moves the state's), so
+    a chain of batches is replayed whole; an intent that does not start where the chain stands (a
+    stale duplicate, e.g. of a zombie worker) is skipped.
+    """
+    kept: list[Intent] = []
+    for i in intents:
+        if i.act_first != act_next or i.roster_first != roster_next:
+            continue
+        kept.append(i)
+        if i.act_first <= i.act_last:
+            act_next = i.act_last + 1
+        if i.roster_first <= i.roster_last:
+            roster_next = i.roster_last + 1
+    return kept
+
+
 @dataclass(slots=True)
 class Outputs:
     """What one batch emits, plus counts for metrics."""

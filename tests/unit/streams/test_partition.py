@@ -16,6 +16,7 @@ from streams.partition import (
     Params,
     PartitionState,
     Record,
+    continuing,
     decode_snapshot,
     encode_snapshot,
     new_state,
@@ -138,3 +139,28 @@ def test_chunked_poll_gives_the_same_states_and_usage(monkeypatch: pytest.Monkey
         return students, devices, ms, {k: v[:3] for k, v in last_view.items()}
 
     assert run(1) == run(10**9)
+
+
+def test_recovery_replays_every_intent_after_the_snapshot() -> None:
+    """Recovery replays the whole chain of intents after a snapshot (the first one only left the
+    later batches, whose outputs were already sent, to be processed again: usage counted twice)."""
+    batches = _batches(4)
+    live = new_state(0, PARAMS)
+    for intent, records in batches[:10]:
+        process_batch(live, records, [], intent, PARAMS)
+    snapshot = encode_snapshot(live)
+    log = [intent for intent, _ in batches[10:16]]
+    for intent, records in batches[10:16]:
+        process_batch(live, records, [], intent, PARAMS)
+    timer = Intent(0, live.act_next, live.act_next - 1, 0, -1, log[-1].now_ms + 1, True, 1)
+    stale = log[2]  # a duplicate of an earlier intent (e.g. written by a zombie worker)
+    written = [*log[:4], stale, *log[4:], timer]
+
+    recovered = decode_snapshot(snapshot, PARAMS)
+    replay = continuing(written, recovered.act_next, recovered.roster_next)
+    assert replay == [*log, timer]
+    records_of = dict(batches)
+    for intent in replay:
+        process_batch(recovered, records_of.get(intent, []), [], intent, PARAMS)
+    process_batch(live, [], [], timer, PARAMS)
+    assert _fields(recovered) == _fields(live)
