@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 
@@ -13,6 +14,29 @@ from producers.simulator import SendOptions, run_simulation, write_truth
 from producers.simulator_model import SimulationConfig
 
 
+class Duration(click.ParamType):
+    """Seconds, written ``90``, ``90s``, ``2m`` or ``1h``."""
+
+    name = "duration"
+    _units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self._units.get(text[-1:], None)
+        number = text[:-1] if scale is not None else text
+        try:
+            seconds = float(number) * (scale or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration like 60, 60s, 2m or 1h", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return seconds
+
+
 def _settings() -> Settings:
     from csync.cli import load_settings  # late: csync.cli imports this module to wire it in
 
@@ -21,7 +45,9 @@ def _settings() -> Settings:
 
 @click.command("simulate")
 @click.option("--count", type=int, help="Send this many events, then stop.")
-@click.option("--duration", type=float, help="Send for this many wall seconds.")
+@click.option(
+    "--duration", type=Duration(), help="Send for this long (wall clock): 90, 90s, 2m, 1h."
+)
 @click.option("--rate", type=float, default=0.0, show_default=True, help="Events/s cap (0: none).")
 @click.option(
     "--speed", type=float, default=1.0, show_default=True,
@@ -32,6 +58,10 @@ def _settings() -> Settings:
 @click.option("--schools", type=int, default=2, show_default=True, help="Schools per district.")
 @click.option("--classes", type=int, default=4, show_default=True, help="Classes per school.")
 @click.option("--class-size", type=int, default=25, show_default=True)
+@click.option(
+    "--students", type=click.IntRange(min=1),
+    help="Students per district: sets --classes and --class-size (classes of about 25).",
+)  # fmt: skip
 @click.option("--dup-rate", type=float, default=0.0, show_default=True)
 @click.option("--reorder-rate", type=float, default=0.0, show_default=True)
 @click.option("--invalid-rate", type=float, default=0.0, show_default=True)
@@ -52,6 +82,7 @@ def simulate(
     schools: int,
     classes: int,
     class_size: int,
+    students: int | None,
     dup_rate: float,
     reorder_rate: float,
     invalid_rate: float,
@@ -64,6 +95,10 @@ def simulate(
     if count is None and duration is None:
         raise click.UsageError("give --count or --duration")
     settings = _settings()
+    if students is not None:
+        # Classes of about 25 that add up to exactly `students` when it divides evenly.
+        classes = max(1, math.ceil(students / (schools * 25)))
+        class_size = math.ceil(students / (schools * classes))
     config = SimulationConfig(
         seed=seed,
         districts=districts,
