@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -111,6 +112,13 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
     return invalid
 
 
+def _log(s: Settings, port: int) -> IO[bytes]:
+    """The worker's log, in this test's own data folder (kept by pytest for a failed test)."""
+    folder = Path(s.data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return (folder / f"worker-{port}.log").open("ab")
+
+
 def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     for name in (
@@ -135,7 +143,7 @@ def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(f"/tmp/worker-{port}.log", "ab"),
+        stderr=_log(s, port),
     )
 
 
