@@ -151,6 +151,9 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._invalid_window: deque[bool] = deque(maxlen=1000)
         self.processed_events = 0
         self._online_exported = 0.0
+        # Wall ms of the last failed end-offsets probe (or the start): closes wait a full
+        # USAGE_CLOSE_AFTER_S of healthy input after it.
+        self._input_unhealthy_at = int(time.time() * 1000)
         self._online_districts: set[str] = set()
         self.invalid_events = 0
         self.producer: AIOKafkaProducer | None = None
@@ -288,16 +291,21 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             if recs:
                 (act if is_act else roster).setdefault(tp.partition, []).extend(recs)
         done: list[tuple[Intent, Outputs]] = []
+        due = [
+            p
+            for p, state in self.states.items()
+            if now - state.last_close_ms >= self.params.close_every_ms
+        ]
+        ends = await self._settled_ends(due, now) if due else {}
         for p, state in list(self.states.items()):
             a, r = act.get(p, []), roster.get(p, [])
-            # Silent devices are closed by the arrival clock only while this partition is caught up:
-            # when the worker is behind (restart, rebalance, broker outage), a device's next events
-            # may be waiting unread, and closing it would attribute a full MAX_GAP to the old app.
-            assert self.consumer is not None  # noqa: S101 - _handle runs only once started
-            hw = self.consumer.highwater(TopicPartition(self.s.topic_activity, p))
+            # Silent devices are closed by the arrival clock only when no arrival can be pending:
+            # the partition is read to its end (fresh end offsets) and the input path has been
+            # healthy for USAGE_CLOSE_AFTER_S. Behind a backlog (restart, rebalance) or across a
+            # broker outage (producers buffer and re-send), a device's next events may still come,
+            # and closing it would attribute a full MAX_GAP to the old app.
             read_to = a[-1][0] + 1 if a else state.act_next
-            caught_up = hw is not None and read_to >= hw
-            close = caught_up and now - state.last_close_ms >= self.params.close_every_ms
+            close = p in ends and read_to >= ends[p]
             if not a and not r and not close:
                 continue
             intent = Intent(
@@ -487,6 +495,25 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._last_snap[p] = 0.0
         log.info("partition %d recovered: %d intents replayed", p, len(intents))
         await self._snapshot(p)
+
+    async def _settled_ends(self, partitions: list[int], now: int) -> dict[int, int]:
+        """End offsets of these activity partitions when closing silent devices is safe, else {}.
+
+        Safe means: the broker answers now, and has answered every probe for the last
+        ``USAGE_CLOSE_AFTER_S`` (since the worker started, or since the last failed probe).
+        """
+        assert self.reader is not None  # noqa: S101 - started
+        tps = [TopicPartition(self.s.topic_activity, p) for p in partitions]
+        try:
+            ends = await asyncio.wait_for(self.reader.end_offsets(tps), timeout=2.0)
+        except Exception as exc:  # the broker is away: producers may be buffering events
+            if now - self._input_unhealthy_at > 1000:
+                log.warning("end offsets unavailable (%s): closing silent devices paused", exc)
+            self._input_unhealthy_at = now
+            return {}
+        if now - self._input_unhealthy_at < self.params.rules.close_after_ms:
+            return {}
+        return {tp.partition: int(end) for tp, end in ends.items()}
 
     async def _partial_landed(self, p: int, src: tuple[int, int, int]) -> bool:
         """Whether a usage partial with ``src`` is among the last records of its usage-cells partition.
