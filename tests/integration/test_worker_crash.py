@@ -21,7 +21,7 @@ from typing import IO
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
 from csync.stack import free_port
@@ -32,6 +32,7 @@ from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange, UsagePartial
 from streams.engine import worker_topic_specs
 from streams.partition import partition_of
+from tests.integration.test_worker_pipeline import read_all
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,21 +149,8 @@ def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
 
 
 async def _read_all(s: Settings, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(s.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[bytes] = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            got = await consumer.getmany(timeout_ms=500)
-            for msgs in got.values():
-                out.extend(m.value for m in msgs)
-        return out
-    finally:
-        await consumer.stop()
+    """Every value of ``topic``, in offset order per partition."""
+    return [value for _p, _o, _k, value, _h in sorted(await read_all(s, topic))]
 
 
 @pytest.mark.parametrize("workers,kills", [(1, 0), (1, 2), (2, 2)])
