@@ -30,6 +30,12 @@ pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.redis, pytest.m
 
 # ~6,000 events over ~20 s: long enough for 5 kills with restarts in between.
 OPTIONS = SendOptions(count=6000, speed=0, rate=300)
+# A device's arrivals are at most ~1 s of wall time apart at this rate (a reordered event is held at
+# most half the lateness, 30 s of event time ≈ 1 s here). A device silent for USAGE_CLOSE_AFTER_S while
+# its partition is read to the end gets its last interval closed with the full gap (README, "The last
+# interval of a device"), so the window must exceed that ~1 s with room for the stalls that kills and
+# rebalances cause on two cores.
+CLOSE_AFTER_S = 4
 
 
 @pytest.mark.parametrize(("workers", "kills"), [(1, 6), (2, 5)], ids=["one-worker", "two-workers"])
@@ -39,7 +45,7 @@ async def test_worker_kill9_while_sending_is_exact(
     seed = int(os.environ.get("CSYNC_FAULT_SEED", str(random.SystemRandom().randrange(10**6))))
     say(f"worker kill -9 scenario: workers={workers} kills={kills} seed={seed}")
     rnd = random.Random(seed)
-    settings = pipeline_settings(make_settings())
+    settings = pipeline_settings(make_settings(), usage_close_after_s=CLOSE_AFTER_S)
     pipeline = Pipeline(settings, tmp_path / "pipeline")
     started = time.monotonic()
     try:
