@@ -311,6 +311,18 @@ def process_batch(
 # --- snapshots: the whole partition state as compressed JSON
 
 
+def _buffer_doc(device: DeviceUsage) -> list[tuple[int, int, bool, str, str]]:
+    """A device's buffer as snapshots have always written it: ``[ts, q, active, app, sub_app]``
+    entries in buffer order.
+
+    The state no longer keeps an arrival number per buffered event (the buffer's order is the
+    arrival order of equal ``ts``); ``q`` is the position, which sorts the entries the same way and
+    is below the book's ``seq``. So a worker still running the previous release can read a snapshot
+    written by this one (a rolling upgrade moves partitions both ways).
+    """
+    return [(t, q, a, app, sub) for q, (t, a, app, sub) in enumerate(device.buffer)]
+
+
 def encode_snapshot(state: PartitionState) -> bytes:
     """Serialise a partition state (zstd-compressed JSON)."""
     doc = {
@@ -327,7 +339,7 @@ def encode_snapshot(state: PartitionState) -> bytes:
             for s in state.presence.states.values()
         ],
         "devices": [
-            [list(k), d.buffer, d.max_ts, d.seen, d.attributed_until, d.last_arrival_ms]
+            [list(k), _buffer_doc(d), d.max_ts, d.seen_ids(), d.attributed_until, d.last_arrival_ms]
             for k, d in state.usage.devices.items()
         ],
     }
@@ -356,6 +368,7 @@ def decode_snapshot(raw: bytes, params: Params) -> PartitionState:
         student = students.get(f"{d}:{s}")
         if student is not None:  # share the id strings with the presence state
             d, s = student.district_id, student.student_id
-        buffered = [(t, q, a, intern(app), intern(sub)) for t, q, a, app, sub in buf]
+        # The entries are in buffer order; their arrival numbers q are not needed (see _buffer_doc).
+        buffered = [(t, a, app, sub) for t, _q, a, app, sub in buf]
         devices[(d, s, device)] = DeviceUsage(buffered, max_ts, seen, until, arrival)
     return state

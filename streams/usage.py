@@ -23,9 +23,11 @@ pass the arrival clock ``now_ms``.
 from __future__ import annotations
 
 import sys
-from bisect import insort
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from schemas.event import ACTIVE_KINDS, ActivityEvent
@@ -35,9 +37,11 @@ MINUTE_MS = 60_000
 NEVER = -(2**62)  # "no time yet"
 
 DeviceKey = tuple[str, str, str]
-# One buffered event: (ts, arrival_seq, active, app, sub_app). Sorting by the tuple = by ts, stable
-# by arrival.
-Buffered = tuple[int, int, bool, str, str]
+# What a buffered event attributes: (active, app, sub_app), one shared object per distinct value.
+Label = tuple[bool, str, str]
+# One buffered event as snapshots and tests see it: (ts, active, app, sub_app). In memory the
+# buffer is two parallel sequences (see DeviceUsage).
+Buffered = tuple[int, bool, str, str]
 # Maps (district_id, student_id, minute_epoch_s) to the de-identified student token of that
 # minute's day.
 Tokenizer = Callable[[str, str, int], int]
@@ -55,33 +59,91 @@ def split_minutes(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     return out
 
 
+# Labels repeat across devices (a few hundred apps and sites): one tuple each instead of one per
+# buffered event. Bounded: when full it starts over (sharing is lost for a while, nothing else).
+_labels: dict[Label, Label] = {}
+_LABELS_MAX = 1 << 16
+
+
+def _label(active: bool, app: str, sub_app: str) -> Label:
+    key = (active, app, sub_app)
+    got = _labels.get(key)
+    if got is None:
+        if len(_labels) >= _LABELS_MAX:
+            _labels.clear()
+        got = _labels[key] = key
+    return got
+
+
+def _seen_entries(seen: str) -> Iterable[tuple[str, int]]:
+    """The ``(event_id, ts)`` entries of a ``seen`` string, in order.
+
+    ``seen`` holds one entry ``" {event_id}:{ts}"`` per remembered id. CONTRACT §2 ids are
+    ``[A-Za-z0-9_-]{1,64}`` (the decoder rejects anything else), so neither separator occurs in an
+    id: ``" {id}:"`` occurs in ``seen`` exactly when ``id`` is one of its entries' whole id.
+    """
+    for entry in seen.split(" ")[1:]:
+        event_id, _, ts = entry.rpartition(":")
+        yield event_id, int(ts)
+
+
+def _seen_since(seen: str, since: int) -> str:
+    """``seen`` without the ids of events older than ``since`` (in their order)."""
+    return "".join(f" {i}:{t}" for i, t in _seen_entries(seen) if t >= since)
+
+
 class DeviceUsage:
     """Usage state of one device (see the module docstring); ``__slots__``: one small object per
-    device.
+    device, and ~100k of them per worker, so every field is as compact as exactness allows.
 
-    ``seen`` maps the ids of the events still inside the lateness window to their ``ts`` (dedup;
-    older ids can only come back as late events, so they are pruned).
+    The reorder buffer is ``ts`` (an ``array('q')``, sorted; equal ts in arrival order) and the
+    parallel list ``labels``; both are ``None`` while the buffer is empty (closed devices).
+    Inserting after the last equal ``ts`` keeps arrival order without storing a sequence number.
+
+    ``seen`` remembers the ids of the events still inside the lateness window with their ``ts``
+    (dedup; older ids can only come back as late events, so they are pruned), as one string of
+    entries ``" {event_id}:{ts}"`` in arrival order: exact (the ids themselves, no hashing) at
+    about a third of the memory of a dict of strings.
     """
 
-    __slots__ = ("buffer", "max_ts", "seen", "attributed_until", "last_arrival_ms")
+    __slots__ = ("ts", "labels", "max_ts", "seen", "attributed_until", "last_arrival_ms")
 
     def __init__(
         self,
-        buffer: list[Buffered] | None = None,
+        buffer: Iterable[Buffered] = (),
         max_ts: int = NEVER,
         seen: dict[str, int] | None = None,
         attributed_until: int = NEVER,
         last_arrival_ms: int = 0,
     ) -> None:
-        self.buffer: list[Buffered] = [] if buffer is None else buffer
+        entries = sorted(buffer, key=itemgetter(0))  # stable: arrival order of equal ts kept
+        self.ts: array[int] | None = array("q", [e[0] for e in entries]) if entries else None
+        self.labels: list[Label] | None = (
+            [_label(a, sys.intern(app), sys.intern(sub)) for _, a, app, sub in entries]
+            if entries
+            else None
+        )
         self.max_ts = max_ts
-        self.seen: dict[str, int] = {} if seen is None else seen
+        self.seen = "".join(f" {i}:{t}" for i, t in seen.items()) if seen else ""
         self.attributed_until = attributed_until
         self.last_arrival_ms = last_arrival_ms
 
+    @property
+    def buffer(self) -> list[Buffered]:
+        """The buffered events, ``[(ts, active, app, sub_app), ...]`` in order (a copy)."""
+        if self.ts is None or self.labels is None:
+            return []
+        return [(t, *label) for t, label in zip(self.ts, self.labels, strict=True)]
+
+    def seen_ids(self) -> dict[str, int]:
+        """The remembered event ids and their ``ts``, in arrival order (a copy)."""
+        return dict(_seen_entries(self.seen))
+
     def fields(self) -> tuple[Any, ...]:
-        """All fields in ``__init__`` order (snapshots, equality in tests)."""
-        return (self.buffer, self.max_ts, self.seen, self.attributed_until, self.last_arrival_ms)
+        """All fields in ``__init__`` order, as plain values (snapshots, equality in tests)."""
+        return (
+            self.buffer, self.max_ts, self.seen_ids(), self.attributed_until, self.last_arrival_ms
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DeviceUsage) and self.fields() == other.fields()
@@ -144,65 +206,85 @@ class UsageBook:
         if now_ms > dev.last_arrival_ms:
             dev.last_arrival_ms = now_ms
         lateness = self.rules.lateness_ms
-        max_ts, seen, buf, seq = dev.max_ts, dev.seen, dev.buffer, self._seq
+        max_ts, seen, times, labels = dev.max_ts, dev.seen, dev.ts, dev.labels
+        if times is None or labels is None:
+            times, labels = array("q"), []
         kept = 0
         intern = sys.intern
         for event_id, kind, ts, _district, _student, _device, app, sub_app in events:
             if ts < max_ts - lateness:
                 self.late_events += 1
                 continue
-            if event_id in seen:
+            tag = f" {event_id}:"
+            if tag in seen:
                 self.duplicate_events += 1
                 continue
-            seen[event_id] = ts
-            seq += 1
+            seen = f"{seen}{tag}{ts}"
             kept += 1
-            entry = (ts, seq, kind in ACTIVE_KINDS, intern(app), intern(sub_app))
-            if not buf or ts >= buf[-1][0]:
-                buf.append(entry)  # (ts, seq) is greater than every buffered one
+            label = _label(kind in ACTIVE_KINDS, intern(app), intern(sub_app))
+            if not times or ts >= times[-1]:
+                times.append(ts)  # after every buffered event of an equal or smaller ts
+                labels.append(label)
             else:
-                insort(buf, entry)
+                at = bisect_right(times, ts)  # after the equal ts: arrival order
+                times.insert(at, ts)
+                labels.insert(at, label)
             if ts > max_ts:
                 max_ts = ts
-        self._seq = seq
+        self._seq += kept
         dev.max_ts = max_ts
+        dev.ts, dev.labels = (times, labels) if times else (None, None)
         safe_ts = max_ts - lateness
-        if len(seen) > 8:  # prune ids that can only come back as late events
-            dev.seen = {i: t for i, t in seen.items() if t >= safe_ts}
-        if len(buf) > 1 and buf[1][0] <= safe_ts:
-            self._finalise(key, dev, safe_ts, out)
+        if seen.count(" ") > 8:  # prune ids that can only come back as late events
+            seen = _seen_since(seen, safe_ts)
+        dev.seen = seen
+        if len(times) > 1 and times[1] <= safe_ts:
+            self._finalise(key, dev, times, labels, safe_ts, out)
         return kept
 
     def _finalise(
-        self, key: DeviceKey, dev: DeviceUsage, safe_ts: int, out: list[Interval]
+        self,
+        key: DeviceKey,
+        dev: DeviceUsage,
+        times: array[int],
+        labels: list[Label],
+        safe_ts: int,
+        out: list[Interval],
     ) -> None:
         """Finalise buffered events whose successor has ``ts <= safe_ts``."""
-        buf = dev.buffer
         n = 1
-        while n < len(buf) and buf[n][0] <= safe_ts:
+        while n < len(times) and times[n] <= safe_ts:
             n += 1
-        self._attribute(key, dev, n - 1, out)
+        self._attribute(key, dev, times, labels, n - 1, out)
 
-    def _attribute(self, key: DeviceKey, dev: DeviceUsage, count: int, out: list[Interval]) -> None:
+    def _attribute(
+        self,
+        key: DeviceKey,
+        dev: DeviceUsage,
+        times: array[int],
+        labels: list[Label],
+        count: int,
+        out: list[Interval],
+    ) -> None:
         """Attribute and drop the first ``count`` buffered events; the successor of the last one is
         the next buffered event, if any (else the full gap).
 
         Contiguous intervals of the same ``(app, sub_app)`` (a run of heartbeats) are appended as
         one: rows are sums per minute cell, so this changes no row and makes fewer intervals.
         """
-        buf = dev.buffer
         gap = self.rules.max_gap_ms
         until = dev.attributed_until
         run: list[Any] | None = None  # [start, end, app, sub_app] of the pending interval
         for i in range(count):
-            ts, _seq, active, app, sub_app = buf[i]
+            ts = times[i]
+            active, app, sub_app = labels[i]
             if not active:
                 if ts > until:
                     until = ts
                 continue
             end = ts + gap
-            if i + 1 < len(buf) and buf[i + 1][0] < end:
-                end = buf[i + 1][0]
+            if i + 1 < len(times) and times[i + 1] < end:
+                end = times[i + 1]
             start = ts if ts > until else until
             if start < end:
                 if run is not None and run[1] == start and run[2] == app and run[3] == sub_app:
@@ -216,7 +298,11 @@ class UsageBook:
         if run is not None:
             out.append((key, run[0], run[1], run[2], run[3]))
         dev.attributed_until = until
-        del buf[:count]
+        if count < len(times):
+            del times[:count]
+            del labels[:count]
+        else:  # the buffer is empty: hold no containers (most devices of a quiet hour)
+            dev.ts = dev.labels = None
 
     def close_silent(self, now_ms: int, out: list[Interval]) -> int:
         """Finalise every buffered event of devices without arrival for ``close_after_ms``.
@@ -232,8 +318,8 @@ class UsageBook:
         for key, dev in self.devices.items():
             if dev.last_arrival_ms > close_before:
                 continue
-            if dev.buffer:
-                self._attribute(key, dev, len(dev.buffer), out)
+            if dev.ts is not None and dev.labels is not None:
+                self._attribute(key, dev, dev.ts, dev.labels, len(dev.ts), out)
                 closed += 1
             if dev.last_arrival_ms <= evict_before:
                 evict.append(key)

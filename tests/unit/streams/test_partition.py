@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
+import orjson
 import pytest
+import zstandard
 
 from schemas.decoder import Limits, encode_envelope, encode_event
 from schemas.event import ACTIVE_KINDS, ActivityEvent
@@ -88,7 +91,7 @@ def test_snapshot_round_trips_presence_and_usage_state() -> None:
         process_batch(state, records, [], intent, PARAMS)
     assert len(state.presence) > 0 and len(state.usage) > 0
     assert any(d.buffer for d in state.usage.devices.values())
-    assert any(len(d.seen) > 1 for d in state.usage.devices.values())
+    assert any(len(d.seen_ids()) > 1 for d in state.usage.devices.values())
     restored = decode_snapshot(encode_snapshot(state), PARAMS)
     assert _fields(restored) == _fields(state)
     assert encode_snapshot(restored) == encode_snapshot(state)
@@ -131,11 +134,7 @@ def test_chunked_poll_gives_the_same_states_and_usage(monkeypatch: pytest.Monkey
             k: (s.ts, s.kind, s.app, s.sub_app, s.tie_ids, s.shown)
             for k, s in state.presence.states.items()
         }
-        # arrival sequence numbers are global, so they differ; the order they give does not
-        devices = {
-            k: ([(t, a, app, sub) for t, _seq, a, app, sub in d.buffer], *d.fields()[1:])
-            for k, d in state.usage.devices.items()
-        }
+        devices = {k: d.fields() for k, d in state.usage.devices.items()}
         return students, devices, ms, {k: v[:3] for k, v in last_view.items()}
 
     assert run(1) == run(10**9)
@@ -164,3 +163,69 @@ def test_recovery_replays_every_intent_after_the_snapshot() -> None:
         process_batch(recovered, records_of.get(intent, []), [], intent, PARAMS)
     process_batch(live, [], [], timer, PARAMS)
     assert _fields(recovered) == _fields(live)
+
+
+# Written by the release before the compact device state (commit 9bdcc0c): a snapshot after the
+# first 12 batches of _upgrade_batches(), its outputs for the rest, and its final snapshot.
+DATA = Path(__file__).parent / "data"
+
+
+def _upgrade_batches() -> list[tuple[Intent, list[Record], list[Record]]]:
+    """_batches(2) with roster records (names, classes, a tombstone) in two of them."""
+    roster = {
+        0: [(b"d1:s0", {"name": "Ada", "classes": ["c1", "c2"]}), (b"d1:s7", {"name": "Alan"})],
+        14: [(b"d1:s0", {"name": "Ada L.", "classes": ["c2"]}), (b"d1:s7", None)],
+    }
+    out, roster_offset = [], 0
+    for b, (intent, records) in enumerate(_batches(2)):
+        rec: list[Record] = []
+        for key, value in roster.get(b, []):
+            rec.append((roster_offset, key, None if value is None else orjson.dumps(value), ()))
+            roster_offset += 1
+        first = rec[0][0] if rec else roster_offset
+        out.append(
+            (intent._replace(roster_first=first, roster_last=roster_offset - 1), records, rec)
+        )
+    return out
+
+
+def test_a_snapshot_of_the_previous_release_continues_exactly() -> None:
+    """A rolling upgrade: this release recovers from the previous one's snapshot and emits what
+    the previous release emitted, ending in the same state."""
+    state = decode_snapshot((DATA / "snapshot_v1_after_12.zst").read_bytes(), PARAMS)
+    got = []
+    for intent, records, roster in _upgrade_batches()[12:]:
+        out = process_batch(state, records, roster, intent, PARAMS)
+        got.append(
+            {"presence": out.presence, "intervals": sorted(out.intervals), "valid": out.valid,
+             "late": out.late}
+        )  # fmt: skip
+    want = orjson.loads((DATA / "outputs_v1_after_12.json").read_bytes())
+    assert any(o["intervals"] for o in want) and any(o["presence"] for o in want)
+    assert orjson.loads(orjson.dumps(got)) == want
+    previous_final = decode_snapshot((DATA / "snapshot_v1_final.zst").read_bytes(), PARAMS)
+    assert _fields(state) == _fields(previous_final)
+
+
+def test_snapshot_keeps_the_format_the_previous_release_reads() -> None:
+    """A partition can move back to a worker still running the previous release: it reads
+    buffered events as ``[ts, q, active, app, sub_app]`` sorted by ``(ts, q)``, inserts new ones
+    with ``q = seq + 1, ...``, and reads ``seen`` as ``{event_id: ts}``."""
+    state = new_state(0, PARAMS)
+    for intent, records, roster in _upgrade_batches():
+        process_batch(state, records, roster, intent, PARAMS)
+    doc = orjson.loads(zstandard.ZstdDecompressor().decompress(encode_snapshot(state)))
+    assert doc["seq"] == state.usage._seq
+    assert any(len(device[1]) > 1 for device in doc["devices"])
+    for key, buffer, max_ts, seen, until, arrival in doc["devices"]:
+        dev = state.usage.devices[tuple(key)]
+        assert [(t, a, app, sub) for t, _q, a, app, sub in buffer] == dev.buffer
+        # sorting by (ts, q) keeps the buffer's order, also of equal ts (arrival order)
+        qs = [q for _t, q, *_ in buffer]
+        assert qs == sorted(set(qs)) and all(q < doc["seq"] for q in qs)
+        assert sorted(buffer, key=lambda e: (e[0], e[1])) == buffer
+        assert seen == dev.seen_ids() and all(isinstance(t, int) for t in seen.values())
+        assert (max_ts, until, arrival) == (dev.max_ts, dev.attributed_until, dev.last_arrival_ms)
+    assert len(doc["students"]) == len(state.presence) and all(
+        len(row) == 12 for row in doc["students"]
+    )

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 from schemas.event import ACTIVE_KINDS, ActivityEvent
-from streams.usage import Interval, UsageBook, UsageRules, split_minutes, to_rows
+from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules, split_minutes, to_rows
 
 GAP = 60_000
 LATE = 60_000
@@ -44,7 +44,7 @@ def truth(events: list[ActivityEvent]) -> Counter[tuple[str, str, str, int]]:
 def run(
     arrivals: list[tuple[ActivityEvent, int]], book: UsageBook | None = None
 ) -> Counter[tuple[str, str, str, int]]:
-    book = book or UsageBook(RULES)
+    book = UsageBook(RULES) if book is None else book  # an empty book is falsy (len 0)
     intervals: list[Interval] = []
     for e, now in arrivals:
         book.on_event(e, now, intervals)
@@ -183,7 +183,7 @@ def test_dedup_set_is_bounded_by_the_lateness_window() -> None:
     for i in range(10_000):
         book.on_event(ev(f"e{i}", "heartbeat", i * 10_000), 0, out)
     dev = book.devices[("d1", "s1", "dev1")]
-    assert len(dev.seen) <= 8 + 7 and len(dev.buffer) <= 8
+    assert len(dev.seen_ids()) <= 8 + 7 and len(dev.buffer) <= 8
 
 
 def test_rows_are_deidentified_summed_and_sorted() -> None:
@@ -199,3 +199,65 @@ def test_rows_are_deidentified_summed_and_sorted() -> None:
         (0, "docs", "", 22, 1000),
         (60, "docs", "", 11, 30_000),
     ]
+
+
+def test_dedup_is_exact_for_ids_that_are_parts_of_other_ids_or_timestamps() -> None:
+    """Each id is remembered whole: an id that is a prefix, a suffix or a part of another id, or
+    equals a remembered event's ts, is a different event; only an exact repeat is a duplicate."""
+    ids = ["a", "a-1", "1", "a-", "-1", "A", "a_1", "1000", "10", "0", "1001"]
+    events = [ev(i, "heartbeat", 1000 + 10 * n, app=f"app{n}") for n, i in enumerate(ids)]
+    repeats = [e._replace(app="other") for e in events[::2]]  # a retry changes nothing
+    book = UsageBook(RULES)
+    got = run([(e, 0) for e in [*events, *repeats]], book)
+    assert book.duplicate_events == len(repeats)
+    assert got == truth(events)
+    assert {app for _dev, app, _sub, _m in got} == {f"app{n}" for n in range(len(ids))}
+
+
+def test_a_duplicate_counts_once_across_batches_while_in_the_lateness_window() -> None:
+    book = UsageBook(RULES)
+    out: list[Interval] = []
+    events = [ev(f"e{i}", "heartbeat", i * 5_000) for i in range(40)]
+    for e in events:
+        book.on_event(e, 0, out)
+    # pruned ids are outside the window, so their repeats are late; the rest are duplicates
+    for e in events:
+        assert not book.on_event(e, 0, out)
+    assert book.late_events + book.duplicate_events == len(events)
+    assert book.duplicate_events == sum(1 for e in events if e.ts >= 39 * 5_000 - LATE)
+
+
+def test_device_state_round_trips_through_its_plain_fields() -> None:
+    book = UsageBook(RULES)
+    out: list[Interval] = []
+    for i, ts in enumerate([5_000, 1_000, 3_000, 3_000, 50_000, 40_000]):
+        kind = "idle" if i == 3 else "heartbeat"
+        book.on_event(ev(f"e{i}", kind, ts, app=f"app{i}"), 0, out)
+    dev = book.devices[("d1", "s1", "dev1")]
+    assert [e[0] for e in dev.buffer] == [1_000, 3_000, 3_000, 5_000, 40_000, 50_000]
+    assert [e[1] for e in dev.buffer[1:3]] == [True, False]  # equal ts: arrival order
+    assert DeviceUsage(*dev.fields()) == dev
+    assert DeviceUsage(*dev.fields()).fields() == dev.fields()
+
+
+def test_a_closed_device_continues_exactly() -> None:
+    """Closing empties the buffer (held as no containers at all); later events of the device,
+    repeats of remembered ids included, count as if it had stayed open."""
+    events = [ev(f"e{i}", "heartbeat", i * 10_000) for i in range(6)]
+    later = [ev(f"f{i}", "heartbeat", 400_000 + i * 10_000) for i in range(3)]
+    book = UsageBook(RULES)
+    out: list[Interval] = []
+    for e in events:
+        book.on_event(e, 0, out)
+    assert book.close_silent(200_000, out) == 1
+    dev = book.devices[("d1", "s1", "dev1")]
+    assert dev.buffer == [] and DeviceUsage(*dev.fields()) == dev
+    assert not book.on_event(events[-1], 300_000, out)  # still remembered: a duplicate
+    for e in later:
+        book.on_event(e, 300_000, out)
+    book.close_silent(10**9, out)
+    got: Counter[tuple[str, str, str, int]] = Counter()
+    for (_d, _s, device), start, end, app, sub in out:
+        for minute, ms in split_minutes(start, end):
+            got[(device, app, sub, minute)] += ms
+    assert got == truth(events + later)
