@@ -59,6 +59,8 @@ _event_id_match: Final = _EVENT_ID_RE.fullmatch
 _tuple_new: Final = tuple.__new__
 _REQUIRED_NAMES: Final = ("v", "event_id", "kind", "ts", "district_id", "student_id", "device_id")
 _REQUIRED: Final = itemgetter(*_REQUIRED_NAMES)
+# One getter per required field: the envelope path reads each field as a column.
+_COLUMN_GETTERS: Final = tuple(map(itemgetter, _REQUIRED_NAMES))
 _INT_TYPE: Final = {int}
 _EMPTY_IF_MISSING: Final[dict[type, str]] = {_MISSING_TYPE: ""}
 _EVENT_ID_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -470,11 +472,12 @@ def _envelope_fast(members: list[Any], min_ts: int, max_ts: int) -> list[EventOu
 
 def _envelope_columns(members: list[Any], min_ts: int, max_ts: int) -> list[EventOutcome] | None:
     count = len(members)
-    # One pass over the members reads the required fields (KeyError: one is missing; TypeError: a
-    # member is not an object); zip turns the rows into columns.
-    vs, event_ids, kinds, tss, district_ids, student_ids, device_ids = zip(
-        *map(_REQUIRED, members), strict=True
-    )
+    # Each required field is read as a column (KeyError: one is missing; TypeError: a member is
+    # not an object). Not rows zipped into columns: a row tuple and a tuple iterator per member are
+    # objects the garbage collector tracks, and its young-generation passes visit every element.
+    vs, event_ids, kinds, tss, district_ids, student_ids, device_ids = [
+        list(map(get, members)) for get in _COLUMN_GETTERS
+    ]
     if set(map(type, chain(vs, tss))) != _INT_TYPE or vs.count(1) != count:
         return None
     if min(tss) < min_ts or max(tss) > max_ts:
@@ -538,10 +541,7 @@ def _envelope_columns(members: list[Any], min_ts: int, max_ts: int) -> list[Even
 
 
 def _ids_ok(
-    event_ids: tuple[Any, ...],
-    district_ids: tuple[Any, ...],
-    student_ids: tuple[Any, ...],
-    device_ids: tuple[Any, ...],
+    event_ids: list[Any], district_ids: list[Any], student_ids: list[Any], device_ids: list[Any]
 ) -> bool:
     """Whether all ids of an envelope are valid (CONTRACT §2).
 

@@ -313,3 +313,15 @@ def test_envelope_fast_path_equals_per_member_path_on_edge_cases(
         assert decode_record(raw, NOW) == expected
         fast = decoder._envelope_fast(orjson.loads(raw), *window)
         assert fast is None or fast == expected
+
+
+@pytest.mark.parametrize("odd", [None, 1, 1.5, True, "v", ["v"], [], {}, {"v": 1}])
+def test_envelope_column_reads_leave_non_objects_to_the_per_member_path(odd: Any) -> None:
+    """The fast path reads each required field as a column; a member that is not a full object
+    must send the envelope to the per-member path (never raise, never be accepted)."""
+    members = [event(), odd, event(event_id="e3")]
+    window = (NOW - 72 * 3_600_000, NOW + 300_000)
+    assert decoder._envelope_fast(orjson.loads(orjson.dumps(members)), *window) is None
+    outcomes = decode_record(orjson.dumps(members), NOW)
+    assert [o.event is not None for o in outcomes] == [True, False, True]
+    assert outcomes == decoder._envelope_per_member(orjson.loads(orjson.dumps(members)), *window)
