@@ -264,8 +264,8 @@ def test_time_is_linear_in_the_input() -> None:
     print(
         f"decoder: 1 MiB envelope / 256 KiB envelope time ratio {ratio:.2f}, {per_byte_us:.3f} µs/byte"
     )
+    # A complexity bound, not a speed one: absolute speed is measured by bench/bench_decode.py.
     assert ratio < 8
-    assert per_byte_us < 2.0
 
     # Strings: one member holding a long string (rejected as too large) — no quadratic scan either.
     short = orjson.dumps([dict(VALID, note="n" * 200_000)])
