@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
+from collections.abc import Callable
+from functools import reduce
 from itertools import accumulate
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka.structs import ConsumerRecord
@@ -37,6 +39,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from csync import metrics
+from schemas.internal import V2_HEAD, V2_SECTIONS, InternalFormatError, usage_header
 from sinks.faults import SinkFaults
 from sinks.migrate import check_identifier
 from sinks.runner import PermanentSinkError
@@ -63,11 +66,12 @@ PERMANENT_CODES = frozenset(
     }
 )
 
+# app and sub_app are large_string (64-bit offsets): a batch's strings can never overflow them.
 _SCHEMA = pa.schema(
     [
         ("minute", pa.uint32()),
-        ("app", pa.string()),
-        ("sub_app", pa.string()),
+        ("app", pa.large_string()),
+        ("sub_app", pa.large_string()),
         ("student_token", pa.uint64()),
         ("active_ms", pa.uint64()),
         ("src_partition", pa.uint32()),
@@ -75,13 +79,97 @@ _SCHEMA = pa.schema(
     ]
 )
 
+# A buffered usage-cells record: its partition and offset in that topic, then its UsageHeader (format-2 bytes,
+# src, counts). A plain tuple of ints and bytes: the garbage collector stops tracking it at once.
+_Record = tuple[int, int, bytes, int, int, int, int, int, int, int, int]
 
-def _table(columns: list[list[Any]]) -> pa.Table:
-    """Columns of Python values → an Arrow table of :data:`_SCHEMA`; raises on a wrong type, range or null."""
-    arrays = [pa.array(c, f.type) for c, f in zip(columns, _SCHEMA, strict=True)]
-    if any(a.null_count for a in arrays):
-        raise ValueError("null in a usage row")
+
+def _table(records: list[_Record]) -> pa.Table:
+    """Buffered partials → one Arrow table of :data:`_SCHEMA`, with no Python work per row or per section.
+
+    The records' bytes are joined once; each section of :data:`~schemas.internal.V2_SECTIONS` is then gathered
+    from all of them at once by flattening a list view (offsets and sizes computed from the headers' counts).
+    Fixed-width columns are those bytes as they are; the string columns come from the partials' dictionaries
+    (:func:`_strings`); the source columns repeat each record's partition and offset over its rows. Raises
+    ValueError / ArrowException if a partial's dictionaries or indexes are bad.
+    """
+    if not records:
+        return _SCHEMA.empty_table()
+    partition, offset, raw, _, _, _, rows, apps, subs, app_bytes, sub_bytes = zip(
+        *records, strict=True
+    )
+    n = sum(rows)
+    if not n:
+        return _SCHEMA.empty_table()
+    counts = [pa.array(c, pa.int64()) for c in (rows, apps, subs, app_bytes, sub_bytes)]
+    joined = b"".join(raw)
+    values = pa.Array.from_buffers(pa.uint8(), len(joined), [None, pa.py_buffer(joined)])
+    start = pa.array(list(accumulate(map(len, raw), initial=V2_HEAD.size))[:-1], pa.int64())
+    sections: dict[str, pa.Array] = {}
+    for name, _, *per_unit in V2_SECTIONS:
+        terms = [pc.multiply(c, k) for c, k in zip(counts, per_unit, strict=True) if k]
+        size = reduce(pc.add, terms)
+        sections[name] = pa.LargeListViewArray.from_arrays(start, size, values).flatten()
+        start = pc.add(start, size)
+
+    has_rows = pc.greater(counts[0], 0)  # a run may not be empty: partials without rows have none
+    run_ends = pc.cumulative_sum(counts[0]).filter(has_rows)
+
+    def per_row(per_record: pa.Array) -> pa.Array:
+        """One value per record, repeated over its rows (run-end decoding, in C)."""
+        ree = pa.RunEndEncodedArray.from_arrays(run_ends, per_record.filter(has_rows))
+        return pc.run_end_decode(ree)
+
+    arrays = [
+        _fixed(sections["minute"], pa.uint32(), n),
+        _strings(sections, "app", counts[1], counts[3], per_row, n),
+        _strings(sections, "sub", counts[2], counts[4], per_row, n),
+        _fixed(sections["token"], pa.uint64(), n),
+        _fixed(sections["active_ms"], pa.uint64(), n),
+        per_row(pa.array(partition, pa.uint32())),
+        per_row(pa.array(offset, pa.uint64())),
+    ]
     return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+
+
+def _fixed(section: pa.Array, type_: pa.DataType, n: int) -> pa.Array:
+    """A gathered section (bytes, little-endian like the host: checked at start) as ``n`` values of ``type_``."""
+    if len(section) != n * type_.byte_width:  # the sizes were checked on add: a guard
+        raise ValueError(f"{len(section)} bytes for {n} values of {type_}")
+    return pa.Array.from_buffers(type_, n, [None, section.buffers()[1].slice(section.offset)])
+
+
+def _strings(
+    sections: dict[str, pa.Array],
+    name: str,
+    entries: pa.Array,
+    utf8_bytes: pa.Array,
+    per_row: Callable[[pa.Array], pa.Array],
+    n: int,
+) -> pa.Array:
+    """The ``app`` (``name="app"``) or ``sub_app`` (``"sub"``) column, from ``entries`` and ``utf8_bytes`` (the
+    size of each record's dictionary) and the gathered sections.
+
+    Every partial's dictionary indexes its own rows only. The dictionaries form one string array; each row's
+    index is checked against its own dictionary's size, shifted by the entries of the dictionaries before its
+    own, and taken.
+    """
+    total = pc.sum(entries).as_py()
+    sizes = _fixed(sections[f"{name}_sizes"], pa.uint32(), total).cast(pa.int64())
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(sizes)])
+    # Each partial's sizes must add up to its own bytes, or its strings would shift into its neighbour's.
+    if not pc.take(offsets, pc.cumulative_sum(entries)).equals(pc.cumulative_sum(utf8_bytes)):
+        raise ValueError(f"{name} dictionary sizes do not add up to its bytes")
+    utf8 = sections[f"{name}_utf8"]
+    dictionary = pa.Array.from_buffers(
+        pa.large_string(), total, [None, offsets.buffers()[1], utf8.buffers()[1].slice(utf8.offset)]
+    )
+    dictionary.validate(full=True)  # offsets inside the bytes, and every entry UTF-8
+    local = _fixed(sections[f"{name}_index"], pa.uint32(), n)
+    if not pc.all(pc.less(local, per_row(entries))).as_py():
+        raise ValueError(f"a {name} index past its partial's dictionary")
+    before = pc.subtract(pc.cumulative_sum(entries), entries)
+    return pc.take(dictionary, pc.add(local, per_row(before)))
 
 
 def dedup_token(ranges: dict[int, tuple[int, int, int]]) -> str:
@@ -99,16 +187,15 @@ class ClickHouseUsageSink:
     name = "clickhouse"
 
     def __init__(self, client: Client, database: str, *, faults: SinkFaults | None = None) -> None:
+        if sys.byteorder != "little":  # Arrow reads format 2's little-endian sections as they are
+            raise RuntimeError("the ClickHouse usage sink runs on little-endian hosts only")
         self.client = client
         self.db = check_identifier(database)
         self.faults = faults or SinkFaults()
         self._written: dict[int, int] = {}  # partition → highest offset already in ClickHouse
         self._ranges: dict[int, tuple[int, int, int]] = {}
-        self._records = 0
-        # minute, app, sub_app, student_token, active_ms; the source columns are built from _spans at flush
-        self._cols: tuple[list[Any], ...] = ([], [], [], [], [])
-        # (partition, offset, rows) of each buffered record
-        self._spans: list[tuple[int, int, int]] = []
+        self._records: list[_Record] = []  # rows are never decoded here, only their header
+        self._rows = 0
 
     # --- the sink shape
     def add(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -118,43 +205,31 @@ class ClickHouseUsageSink:
     def add_partial(self, partition: int, offset: int, value: bytes) -> None:
         """:meth:`add` for a record given by its parts.
 
-        One ``orjson`` call, then the rows are transposed (``zip``, in C) onto the column lists: no Python code
-        per row, and the rows' lists die at once instead of piling up for the garbage collector. Types and ranges
-        are checked when the columns become Arrow arrays (:meth:`build_table`), which names the bad record.
+        A format-2 partial costs a header check, whatever its row count; a format-1 (JSON) one, from a worker of
+        the previous release, is converted to format 2 first. Dictionaries and indexes are checked over whole
+        columns when the batch becomes Arrow arrays (:meth:`build_table`), which names the bad record.
         """
         if offset <= self._written.get(partition, -1):
             metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
             return
         try:
-            obj = orjson.loads(value)
-            _, _, _ = obj["src"]
-            rows = obj["rows"]
-            n = len(rows)
-            if n:  # strict: every row has the same length, which the unpacking makes 5
-                minute, app, sub_app, token, active = zip(*rows, strict=True)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            head = usage_header(value)
+        except InternalFormatError as exc:
             raise PermanentSinkError(
                 f"usage-cells record {partition}@{offset} is not a usage partial: {exc}"
             ) from exc
-        if n:
-            cols = self._cols
-            cols[0].extend(minute)
-            cols[1].extend(app)
-            cols[2].extend(sub_app)
-            cols[3].extend(token)
-            cols[4].extend(active)
-        self._spans.append((partition, offset, n))
+        self._records.append((partition, offset, *head))
+        self._rows += head.rows
         first, _, count = self._ranges.get(partition, (offset, offset, 0))
         self._ranges[partition] = (first, offset, count + 1)
-        self._records += 1
 
     def __len__(self) -> int:
-        return self._records
+        return len(self._records)
 
     @property
     def rows(self) -> int:
         """Rows buffered."""
-        return len(self._cols[0])
+        return self._rows
 
     async def flush(self) -> None:
         """Write the buffer in one insert (in a thread: chDB and HTTP calls block)."""
@@ -166,10 +241,8 @@ class ClickHouseUsageSink:
 
     def discard(self) -> None:
         self._ranges.clear()
-        self._spans.clear()
-        self._records = 0
-        for col in self._cols:
-            col.clear()
+        self._records.clear()
+        self._rows = 0
 
     async def on_assign(self, partitions: set[int]) -> None:
         """Load how far ClickHouse already holds each assigned partition (the replay skip)."""
@@ -195,32 +268,19 @@ class ClickHouseUsageSink:
     def build_table(self) -> pa.Table:
         """The buffer as one Arrow table of ``app_minute_in``'s columns (PermanentSinkError if it cannot be)."""
         try:
-            arrays = [pa.array(c, f.type) for c, f in zip(self._cols, _SCHEMA, strict=False)]
-            if any(a.null_count for a in arrays):
-                raise ValueError("null in a usage row")
-            # Each record's partition and offset repeated over its rows, in C (run-end decoding).
-            spans = [span for span in self._spans if span[2]]  # a run may not be empty
-            run_ends = pa.array(list(accumulate(n for _, _, n in spans)), pa.int64())
-            for i, field in ((0, _SCHEMA.field(5)), (1, _SCHEMA.field(6))):
-                values = pa.array([span[i] for span in spans], field.type)
-                arrays.append(
-                    pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(run_ends, values))
-                )
-            return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+            return _table(self._records)
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise PermanentSinkError(
                 f"usage-cells record {self._bad_record()} does not fit the input table: {exc}"
             ) from exc
 
     def _bad_record(self) -> str:
-        """``partition@offset`` of the first buffered record whose rows do not convert (error path only)."""
-        start = 0
-        for partition, offset, n in self._spans:
+        """``partition@offset`` of the first buffered record that does not convert alone (error path only)."""
+        for record in self._records:
             try:
-                _table([c[start : start + n] for c in self._cols] + [[partition] * n, [offset] * n])
+                _table([record])
             except (pa.ArrowException, OverflowError, TypeError, ValueError):
-                return f"{partition}@{offset}"
-            start += n
+                return f"{record[0]}@{record[1]}"
         return "?"
 
     def _insert(self) -> None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import struct
 
+import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from schemas.internal import PresenceChange, UsagePartial
+from schemas.internal import (
+    V2_HEAD,
+    PresenceChange,
+    UsagePartial,
+    UsageRow,
+    usage_header,
+    usage_sections,
+)
 from sinks.clickhouse_client import ClickHouseUrlError, parse_clickhouse_url, redact_url
 from sinks.clickhouse_sink import ClickHouseUsageSink, dedup_token
 from sinks.faults import InjectedFailure, SimulatedCrash, SinkFaults
@@ -92,24 +102,65 @@ def test_batching_tracks_ranges_and_skips_written_offsets() -> None:
 @pytest.mark.parametrize(
     "bad_row",
     [
-        (60, "docs", "x", 1, -5),  # negative
-        (60, "docs", "x", 1, 2**64 - 1 + 0.5),  # not an integer (and past UInt64)
-        (2**32, "docs", "x", 1, 5),  # past the minute column's UInt32
-        (60, "docs", 7, 1, 5),  # not a string
-        (60, "docs", "x", None, 5),  # null
-        ("60", "docs", "x", 1, 5),  # a string for a number
+        [60, "docs", "x", 1, -5],  # negative
+        [60, "docs", "x", 1, 2**64 - 1 + 0.5],  # not an integer (and past UInt64)
+        [2**32, "docs", "x", 1, 5],  # past the minute column's UInt32
+        [60, "docs", 7, 1, 5],  # not a string
+        [60, "docs", "x", None, 5],  # null
+        ["60", "docs", "x", 1, 5],  # a string for a number
     ],
 )
-def test_a_row_that_does_not_fit_is_permanent_and_names_its_record(
-    bad_row: tuple[object, ...],
+def test_an_old_format_row_that_does_not_fit_is_permanent_and_names_its_record(
+    bad_row: list[object],
 ) -> None:
     sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
     sink.add(_usage_record(1, 3))
-    value = UsagePartial(0, 0, 0, (bad_row,)).encode()  # type: ignore[arg-type]
-    sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, value, None, 0, len(value), []))
+    value = orjson.dumps({"src": [0, 0, 0], "rows": [[60, "docs", "x", 1, 5], bad_row]})
+    with pytest.raises(PermanentSinkError, match="record 1@4 "):
+        sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, value, None, 0, len(value), []))
+    sink.add(_usage_record(1, 5))
+    assert len(sink) == 2 and sink.rows == 4  # the bad record was not buffered
+
+
+def _corrupted(section: str, data: bytes) -> bytes:
+    """A format-2 partial whose sizes add up but whose ``section`` starts with ``data``."""
+    raw = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, 10), (60, "web", "y", 2, 20))).encode()
+    start = V2_HEAD.size
+    for name, view in usage_sections(usage_header(raw)).items():
+        if name == section:
+            return raw[:start] + data + raw[start + len(data) :]
+        start += len(view)
+    raise KeyError(section)
+
+
+@pytest.mark.parametrize(
+    ("section", "data"),
+    [
+        ("app_index", struct.pack("<I", 2)),  # past its own dictionary of 2 apps
+        ("sub_index", struct.pack("<2I", 1, 7)),
+        ("app_sizes", struct.pack("<2I", 9, 0)),  # past its own bytes
+        ("app_sizes", struct.pack("<2I", 1, 1)),  # short of its own bytes
+        ("sub_utf8", b"\xff"),  # not UTF-8
+    ],
+)
+def test_a_broken_new_format_record_is_permanent_and_names_its_record(
+    section: str, data: bytes
+) -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    sink.add(_usage_record(1, 3))
+    bad = _corrupted(section, data)
+    sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, bad, None, 0, len(bad), []))
     sink.add(_usage_record(1, 5))
     with pytest.raises(PermanentSinkError, match="record 1@4 "):
         sink.build_table()
+
+
+def test_the_corruption_helper_leaves_a_good_partial_good() -> None:
+    """The broken-record test above would pass on any error; this shows that only its patch breaks it."""
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    same = _corrupted("app_index", struct.pack("<I", 0))
+    sink.add(ConsumerRecord("u", 1, 4, 0, 0, None, same, None, 0, len(same), []))
+    assert sink.build_table().column("app").to_pylist() == ["docs", "web"]
 
 
 @pytest.mark.parametrize(
@@ -120,6 +171,8 @@ def test_a_row_that_does_not_fit_is_permanent_and_names_its_record(
         b'{"src": [0, 0, 0], "rows": [[60, "a", "b", 1, 2], [60, "a", "b", 1]]}',  # a short row
         b'{"src": [0, 0, 0], "rows": [[60, "a", "b", 1, 2, 3]]}',  # a long row
         b'{"src": [0, 0, 0], "rows": [7]}',
+        b"\x00UP\x02",  # a new-format header cut short
+        b"\x00UP\x09" + bytes(40),  # a format this release does not know
     ],
 )
 def test_a_record_that_is_not_a_usage_partial_is_permanent(value: bytes) -> None:
@@ -141,6 +194,34 @@ def test_the_table_holds_every_row_with_its_source_record() -> None:
         for p, o in ((1, 3), (0, 8))
         for sub, token, ms in (("x", 1, 10), ("y", 2, 20))
     ]  # fmt: skip
+
+
+def _rows(rnd: random.Random, n: int) -> tuple[UsageRow, ...]:
+    apps, subs = ["docs", "web", "ünï"], ["", "a.example", "日本.jp", "z" * 128]
+    return tuple(
+        (rnd.randrange(2**32), rnd.choice(apps), rnd.choice(subs), rnd.randrange(2**64), 1 + j)
+        for j in range(n)
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_of_both_formats_holds_exactly_the_partials_rows(seed: int) -> None:
+    """Old-format (JSON) and new-format records in one batch: every row, in order, with its record."""
+    rnd = random.Random(seed)
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    want = []
+    for offset in range(40):
+        partition = rnd.randrange(3)
+        partial = UsagePartial(partition, offset, offset, _rows(rnd, rnd.choice([0, 1, 5, 60])))
+        if rnd.random() < 0.5:
+            value = partial.encode()
+        else:  # as a worker of the previous release wrote it
+            value = orjson.dumps({"src": [partition, offset, offset], "rows": partial.rows})
+        sink.add(ConsumerRecord("u", partition, offset, 0, 0, None, value, None, 0, len(value), []))
+        want += [(*row, partition, offset) for row in partial.rows]
+    table = sink.build_table()
+    assert table.num_rows == sink.rows == len(want)
+    assert [tuple(r.values()) for r in table.to_pylist()] == want
 
 
 def test_fault_spec() -> None:
