@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -311,7 +312,7 @@ def process_batch(
 # --- snapshots: the whole partition state as compressed JSON
 
 
-def _buffer_doc(device: DeviceUsage) -> list[tuple[int, int, bool, str, str]]:
+def _buffer_doc(device: DeviceUsage) -> list[tuple[Any, ...]]:
     """A device's buffer as snapshots have always written it: ``[ts, q, active, app, sub_app]``
     entries in buffer order.
 
@@ -320,12 +321,36 @@ def _buffer_doc(device: DeviceUsage) -> list[tuple[int, int, bool, str, str]]:
     is below the book's ``seq``. So a worker still running the previous release can read a snapshot
     written by this one (a rolling upgrade moves partitions both ways).
     """
-    return [(t, q, a, app, sub) for q, (t, a, app, sub) in enumerate(device.buffer)]
+    if device.ts is None or device.labels is None:
+        return []
+    return [
+        (t, q, *label) for q, (t, label) in enumerate(zip(device.ts, device.labels, strict=True))
+    ]
+
+
+_SNAPSHOT_ROWS = 1024  # students or devices serialised at a time
+
+
+def _json_rows(rows: Iterable[list[Any]]) -> Iterator[bytes]:
+    """The JSON of ``rows`` as the members of an array, ``_SNAPSHOT_ROWS`` at a time.
+
+    A partition's rows all built at once (the previous encoder) were a transient of ~2 KB per
+    student, allocated right after every few seconds of input: the worker's RSS peaked there and
+    the freed pools stayed scattered among the state's objects.
+    """
+    chunk: list[list[Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == _SNAPSHOT_ROWS:
+            yield orjson.dumps(chunk)[1:-1]
+            chunk.clear()
+    if chunk:
+        yield orjson.dumps(chunk)[1:-1]
 
 
 def encode_snapshot(state: PartitionState) -> bytes:
-    """Serialise a partition state (zstd-compressed JSON)."""
-    doc = {
+    """Serialise a partition state (zstd-compressed JSON, the same document as ever)."""
+    head = {
         "p": state.partition,
         "act_next": state.act_next,
         "roster_next": state.roster_next,
@@ -333,17 +358,28 @@ def encode_snapshot(state: PartitionState) -> bytes:
         "last_close_ms": state.last_close_ms,
         "seq": state.usage._seq,
         "late": state.usage.late_events,
-        "students": [
-            [s.district_id, s.student_id, s.name, s.classes, s.ts, s.kind, s.app, s.sub_app]
-            + [list(s.tie_ids), list(s.shown), s.shown_ts, s.shown_at]
-            for s in state.presence.states.values()
-        ],
-        "devices": [
-            [list(k), _buffer_doc(d), d.max_ts, d.seen_ids(), d.attributed_until, d.last_arrival_ms]
-            for k, d in state.usage.devices.items()
-        ],
     }
-    return zstandard.ZstdCompressor(level=1).compress(orjson.dumps(doc))
+    students = (
+        [s.district_id, s.student_id, s.name, s.classes, s.ts, s.kind, s.app, s.sub_app,
+         s.tie_ids, tuple(s.shown), s.shown_ts, s.shown_at]
+        for s in state.presence.states.values()
+    )  # fmt: skip
+    devices = (
+        [k, _buffer_doc(d), d.max_ts, orjson.Fragment(d.seen_json()), d.attributed_until,
+         d.last_arrival_ms]
+        for k, d in state.usage.devices.items()
+    )  # fmt: skip
+    doc = b"".join(
+        [
+            orjson.dumps(head)[:-1],
+            b',"students":[',
+            b",".join(_json_rows(students)),
+            b'],"devices":[',
+            b",".join(_json_rows(devices)),
+            b"]}",
+        ]
+    )
+    return zstandard.ZstdCompressor(level=1).compress(doc)
 
 
 def decode_snapshot(raw: bytes, params: Params) -> PartitionState:
