@@ -51,14 +51,22 @@ class StudentPresence:
 
     ``tie_ids`` are the event ids seen with ``ts == self.ts``: a repeat of one of them must not win
     the tie against a different event of the same ``ts`` that arrived in between (a duplicate
-    changes nothing); almost always one id. ``shown``, ``shown_ts`` and ``shown_at`` describe the
-    last emitted change: its view, its ``ts`` and the batch clock when it was emitted.
+    changes nothing); almost always one id, so they are kept as one string ``ties`` (ids joined by
+    ``" "``, which CONTRACT §2 ids cannot hold) instead of a tuple. ``shown``, ``shown_ts`` and
+    ``shown_at`` describe the last emitted change: its view, its ``ts`` and the batch clock when it
+    was emitted. ``key`` is ``"district_id:student_id"``: :class:`PresenceBook` uses this very
+    string as its dict key and in its wake-up heap (one string per student, not one per batch).
 
     The rule functions below update a state in place (no allocation per event, which dominated the
     worker's profile) and stay deterministic: no clock, no I/O, ``now_ms`` is passed in.
     """
 
     __slots__ = (
+        "district_id", "student_id", "name", "classes", "ts", "kind", "app", "sub_app", "ties",
+        "shown", "shown_ts", "shown_at", "key",
+    )  # fmt: skip
+    # The constructor's arguments (fields(), _replace(), snapshots)
+    FIELDS = (
         "district_id", "student_id", "name", "classes", "ts", "kind", "app", "sub_app", "tie_ids",
         "shown", "shown_ts", "shown_at",
     )  # fmt: skip
@@ -77,27 +85,35 @@ class StudentPresence:
         shown: View = NEVER_SHOWN,  # the view last emitted
         shown_ts: int = -1,  # the ts last emitted
         shown_at: int = NEVER,  # now_ms of the last emission
+        key: str | None = None,  # f"{district_id}:{student_id}", if the caller has it already
     ) -> None:
-        self.district_id = district_id
+        # Districts are few: one string each (a worker holds ~100k students of a few districts).
+        self.district_id = _intern(district_id)
         self.student_id = student_id
         self.name = name
         self.classes = classes
         self.ts = ts
-        self.kind = kind
+        self.kind = _intern(kind)
         self.app = app
         self.sub_app = sub_app
-        self.tie_ids = tie_ids
+        self.ties = " ".join(tie_ids)
         self.shown = shown
         self.shown_ts = shown_ts
         self.shown_at = shown_at
+        self.key = f"{self.district_id}:{student_id}" if key is None else key
+
+    @property
+    def tie_ids(self) -> tuple[str, ...]:
+        """The event ids seen with ``ts == self.ts``, in arrival order."""
+        return tuple(self.ties.split(" ")) if self.ties else ()
 
     def fields(self) -> tuple[Any, ...]:
         """All fields in ``__init__`` order (snapshots, equality in tests)."""
-        return tuple(getattr(self, f) for f in self.__slots__)
+        return tuple(getattr(self, f) for f in self.FIELDS)
 
     def _replace(self, **changes: Any) -> StudentPresence:
         """A copy with some fields replaced (as the NamedTuple this class was; tools, tests)."""
-        values = dict(zip(self.__slots__, self.fields(), strict=True))
+        values = dict(zip(self.FIELDS, self.fields(), strict=True))
         values.update(changes)
         return StudentPresence(**values)
 
@@ -176,18 +192,19 @@ def apply_events(
     emits at most one change per student per batch instead of one per intermediate view. A ts-only
     change is not emitted here: :func:`refresh` emits it when due.
     """
-    ts, ties = state.ts, state.tie_ids
+    ts, ties = state.ts, state.ties
     winner: ActivityEvent | None = None
     for ev in events:
         t = ev[2]  # ts (by index: this loop runs once per event)
         if t > ts:
-            ts, ties, winner = t, (ev[0],), ev
-        elif t == ts and ev[0] not in ties:
-            ties, winner = (*ties, ev[0]), ev
+            ts, ties, winner = t, ev[0], ev
+        elif t == ts and ev[0] not in ties.split(" "):  # rare: a tie, mostly a repeat
+            ties, winner = f"{ties} {ev[0]}" if ties else ev[0], ev
     if winner is None:
         return state, None  # older never overwrites newer; a repeat changes nothing
-    state.ts, state.tie_ids = ts, ties
-    state.kind, state.app, state.sub_app = winner.kind, _intern(winner.app), _intern(winner.sub_app)
+    state.ts, state.ties = ts, ties
+    state.kind = _intern(winner.kind)
+    state.app, state.sub_app = _intern(winner.app), _intern(winner.sub_app)
     return _show(state, now_ms, timeout_ms)
 
 
@@ -277,10 +294,11 @@ class PresenceBook:
         state = self.states.get(key)
         return StudentPresence(district_id, student_id) if state is None else state
 
-    def _track(self, key: str, state: StudentPresence) -> None:
+    def _track(self, state: StudentPresence) -> None:
         wake = state.wake_at(self.timeout_ms, self.refresh_ms)
         if wake is None:
             return
+        key = state.key  # the dict's own key string, not the caller's copy of it
         queued = self._queued.get(key)
         # An earlier entry stays valid (expire() looks again then); a later one is superseded.
         if queued is None or wake < queued:
@@ -303,9 +321,10 @@ class PresenceBook:
         arrival order; the change to emit, if any (see :func:`apply_events`)."""
         state = self.states.get(key)
         if state is None:
-            state = self.states[key] = StudentPresence(district_id, student_id)
+            # the caller's key string: the worker's route table holds the same one
+            state = self.states[key] = StudentPresence(district_id, student_id, key=key)
         state, change = apply_events(state, events, now_ms, self.timeout_ms)
-        self._track(key, state)
+        self._track(state)
         return change
 
     def on_roster(
@@ -324,14 +343,14 @@ class PresenceBook:
         if new is None:
             self.states.pop(key, None)
         else:
-            self.states[key] = new
-            self._track(key, new)
+            self.states[new.key] = new
+            self._track(new)
         return change
 
     def restore(self, key: str, state: StudentPresence) -> None:
-        """Put back a state read from a snapshot."""
-        self.states[key] = state
-        self._track(key, state)
+        """Put back a state read from a snapshot (``key`` is ``state.key``)."""
+        self.states[state.key] = state
+        self._track(state)
 
     def expire(self, now_ms: int) -> list[PresenceChange]:
         """Timeouts and due ts refreshes at ``now_ms``: update the states, return the changes.
@@ -352,7 +371,7 @@ class PresenceBook:
             state, change = refresh(state, now_ms, self.timeout_ms, self.refresh_ms)
             if change is not None:
                 changes.append(change)
-            self._track(key, state)
+            self._track(state)
         return changes
 
     def __len__(self) -> int:

@@ -211,3 +211,19 @@ def test_refresh_is_deterministic_on_replay_with_the_recorded_clock() -> None:
     first = run()
     assert first == run()
     assert len(first) < sum(len(e) for _, e in batches)  # not every heartbeat
+
+
+def test_tie_ids_are_compared_whole() -> None:
+    """At one ts, an id that is part of an already seen id is a different event (it wins the tie);
+    only a repeat of a whole seen id changes nothing, in one batch or across batches."""
+    book = PresenceBook(T)
+    book.on_event(ev("a-1", "app_focus", 5000, "docs"), 5000)
+    ch = book.on_event(ev("a", "app_focus", 5000, "math"), 5000)
+    assert ch is not None and ch.app == "math"
+    ch = book.on_events("d1:s1", "d1", "s1", [ev("1", "app_focus", 5000, "web")], 5000)
+    assert ch is not None and ch.app == "web"
+    for repeat in ("a-1", "a", "1"):
+        assert book.on_event(ev(repeat, "app_focus", 5000, "docs"), 5000) is None
+    state = book.states["d1:s1"]
+    assert state.tie_ids == ("a-1", "a", "1") and state.app == "web"
+    assert state._replace().fields() == state.fields()
