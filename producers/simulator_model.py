@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple
 
+import orjson
+
 from schemas.event import APP_FOCUS, HEARTBEAT, IDLE, LOGOUT, ActivityEvent
 from schemas.roster import RosterRecord
 
@@ -352,6 +354,62 @@ def wire_object(item: SimItem) -> Any:
         elif item.sub_app:
             obj["sub_app"] = item.sub_app
     return obj
+
+
+# The JSON a device sends for each shape of a model event, as ``wire_object`` + ``orjson.dumps``
+# write it (same keys, same order, no spaces), to be filled with ``%`` from the event tuple itself.
+_WIRE_HEAD = (
+    '{"v":1,"event_id":"%s","kind":"%s","ts":%d,"district_id":"%s","student_id":"%s",'
+    '"device_id":"%s"'
+)
+_WIRE_BARE = _WIRE_HEAD + "}"
+_WIRE_APP = _WIRE_HEAD + ',"app":"%s"}'
+_WIRE_APP_SUB = _WIRE_HEAD + ',"app":"%s","sub_app":"%s"}'
+_QUOTES_BARE = _WIRE_BARE.count('"')
+_QUOTES_APP = _WIRE_APP.count('"')
+_QUOTES_APP_SUB = _WIRE_APP_SUB.count('"')
+_NOT_CONTROL = bytes(range(0x20, 0x100))
+
+
+def wire_bytes(items: list[SimItem]) -> list[bytes]:
+    """``orjson.dumps(wire_object(item))`` of every item, about four times cheaper.
+
+    The model's strings (ids formatted from numbers, apps and kinds from the catalogue) need no
+    JSON escaping, so its events are formatted straight from their tuples, with no dict per
+    event. One check over all the text proves it: each template-made event adds a known number of
+    quotes and no backslash or control character (a value holding one would add or need one);
+    if the check fails, every item goes through ``orjson`` instead.
+    """
+    out: list[str] = []
+    append = out.append
+    quotes = backslashes = 0
+    for item in items:
+        if type(item) is ActivityEvent:
+            app = item[6]
+            if not app:
+                append(_WIRE_BARE % item[:6])
+                quotes += _QUOTES_BARE
+                continue
+            if app != "web":
+                if item[7]:
+                    append(_WIRE_APP_SUB % item)
+                    quotes += _QUOTES_APP_SUB
+                else:
+                    append(_WIRE_APP % item[:7])
+                    quotes += _QUOTES_APP
+                continue
+        encoded = orjson.dumps(wire_object(item)).decode()
+        append(encoded)
+        quotes += encoded.count('"')
+        backslashes += encoded.count("\\")
+    data = "".join(out).encode()
+    if (
+        data.count(b'"') != quotes
+        or data.count(b"\\") != backslashes
+        or data.translate(None, _NOT_CONTROL)
+    ):
+        return [orjson.dumps(wire_object(i)) for i in items]
+    return list(map(str.encode, out))
 
 
 def generate(config: SimulationConfig, start_ms: int, count: int) -> list[SimItem]:

@@ -17,6 +17,7 @@ from producers.simulator_model import (
     shift_items,
     span_of,
     valid_events,
+    wire_bytes,
     wire_object,
 )
 from producers.truth import TruthParams, ground_truth
@@ -118,3 +119,30 @@ def test_shifted_relative_items_equal_items_generated_at_the_start() -> None:
     relative = generate_relative(config, build_population(config), 3000)
     assert shift_items(relative, start) == generate(config, start, 3000)
     assert span_of(relative) == max(i.ts for i in relative if isinstance(i, ActivityEvent)) + 1000
+
+
+def test_wire_bytes_are_orjson_of_the_wire_objects_for_every_shape() -> None:
+    config = SimulationConfig(seed=7, dup_rate=0.02, reorder_rate=0.05, invalid_rate=0.05)
+    items = generate(config, START, 20_000)
+    shapes = Counter(
+        "invalid" if isinstance(i, InvalidEvent)
+        else "bare" if not i.app
+        else "web" if i.app == "web"
+        else "app+sub" if i.sub_app
+        else "app"
+        for i in items
+    )  # fmt: skip
+    assert set(shapes) == {"invalid", "bare", "web", "app+sub", "app"}
+    assert wire_bytes(items) == [orjson.dumps(wire_object(i)) for i in items]
+
+
+def test_wire_bytes_escape_what_needs_escaping() -> None:
+    """A string the formatting path cannot hold (quote, backslash, control character, as a
+    population other than the model's may have) gives orjson's bytes, still valid JSON."""
+    plain = generate(SimulationConfig(seed=1), START, 50)
+    for odd in ('a"b', "a\\b", "a\nb", "tab\there"):
+        event = ActivityEvent(odd, "heartbeat", START, "d-001", "s-1", "cb-1", "docs", odd)
+        items = [*plain, event]
+        encoded = wire_bytes(items)
+        assert encoded == [orjson.dumps(wire_object(i)) for i in items]
+        assert orjson.loads(encoded[-1])["event_id"] == odd
