@@ -14,18 +14,20 @@ the run (``start = now - span + span / speed``): no event is ever in the future,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
+from producers.envelopes import EnvelopeBuilder
 from producers.partitioner import partition_for_key
 from producers.simulator_model import (
     ActivityGenerator,
@@ -37,17 +39,18 @@ from producers.simulator_model import (
     generate_relative,
     shift_items,
     span_of,
-    wire_object,
+    wire_bytes,
 )
 from producers.truth import TruthParams, ground_truth, save_truth
-from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS
 from schemas.event import ActivityEvent
 from schemas.roster import roster_key
 
 # A count up to this many items is generated before sending (about 0.5 KiB of memory per item);
 # larger counts are generated while sending, after a dry run that measures the day's span.
 MAX_ITEMS_AHEAD = 5_000_000
-# Items per batch when sending unpaced (speed 0, no rate cap).
+# Items per step when sending unpaced (speed 0, no rate cap) and per chunk of prepare_records.
+# Much smaller steps make the producer send smaller batches (its linger runs out between steps)
+# and grow its batch buffers in many more reallocations.
 _UNPACED_BATCH = 20_000
 
 
@@ -114,15 +117,21 @@ def place_day(now_ms: int, span_ms: int, speed: float) -> int:
     return int(now_ms - span_ms + (span_ms / speed if speed else 0))
 
 
+_STUDENT = itemgetter(3, 4)  # (district_id, student_id) of an ActivityEvent
+
+
 def _record_key(item: SimItem) -> bytes:
     if isinstance(item, InvalidEvent):
         return item.key.encode()
     return item.student_key.encode()
 
 
-def _partitions_of(items: list[SimItem], partitions: int) -> list[int]:
-    """Each item's partition; computed once per student of the batch, not once per item."""
-    known: dict[tuple[str, str], int] = {}
+def _partitions_of(
+    items: list[SimItem], partitions: int, known: dict[tuple[str, str], int]
+) -> list[int]:
+    """Each item's partition; computed once per student (``known`` caches them), not per item."""
+    with contextlib.suppress(KeyError, IndexError):  # fast path: valid events of known students
+        return list(map(known.__getitem__, map(_STUDENT, items)))
     out: list[int] = []
     append = out.append
     for item in items:
@@ -139,62 +148,23 @@ def _partitions_of(items: list[SimItem], partitions: int) -> list[int]:
 
 
 def build_records(
-    items: list[SimItem], partitions: int, single: bool
+    items: list[SimItem], partitions: int, single: bool, wires: list[bytes] | None = None
 ) -> list[tuple[int, bytes | None, bytes, list[SimItem]]]:
     """``(partition, key, value, items)`` records: single events, or per-partition envelopes.
 
-    Envelopes are cut at 1,000 events or 1 MiB, in order, so a student's events stay in order.
+    ``wires`` are the items' JSON bytes (:func:`wire_bytes`) if already made. Envelopes are cut
+    at 1,000 events or 1 MiB, in order, so a student's events stay in order.
     """
+    if wires is None:
+        wires = wire_bytes(items)
     if single:
         return [
-            (partition_for_key(_record_key(i), partitions), _record_key(i),
-             orjson.dumps(wire_object(i)), [i])
-            for i in items
-        ]  # fmt: skip
-    groups: dict[int, list[SimItem]] = {}
-    for partition, item in zip(_partitions_of(items, partitions), items, strict=True):
-        group = groups.get(partition)
-        if group is None:
-            groups[partition] = [item]
-        else:
-            group.append(item)
-    records: list[tuple[int, bytes | None, bytes, list[SimItem]]] = []
-    for partition, members in groups.items():
-        for start in range(0, len(members), MAX_ENVELOPE_EVENTS):
-            chunk = members[start : start + MAX_ENVELOPE_EVENTS]
-            # One orjson call per envelope; its bytes equal "[" + ",".join(each member) + "]".
-            value = orjson.dumps(list(map(wire_object, chunk)))
-            if len(value) < MAX_ENVELOPE_BYTES:
-                records.append((partition, None, value, chunk))
-            else:  # rare: large members; the rest of the partition is cut by size too
-                records.extend(_cut_by_size(partition, members[start:]))
-                break
-    return records
-
-
-def _cut_by_size(
-    partition: int, items: list[SimItem]
-) -> list[tuple[int, bytes | None, bytes, list[SimItem]]]:
-    """Envelopes of ``items`` cut in order at 1,000 events or (just under) 1 MiB."""
-    members = [(orjson.dumps(wire_object(i)), i) for i in items]
-    records: list[tuple[int, bytes | None, bytes, list[SimItem]]] = []
-    start, size = 0, 2
-    for i, (encoded, _) in enumerate(members):
-        if i > start and (
-            i - start >= MAX_ENVELOPE_EVENTS or size + len(encoded) + 1 > MAX_ENVELOPE_BYTES
-        ):
-            records.append(_envelope(partition, members[start:i]))
-            start, size = i, 2
-        size += len(encoded) + 1
-    records.append(_envelope(partition, members[start:]))
-    return records
-
-
-def _envelope(
-    partition: int, members: list[tuple[bytes, SimItem]]
-) -> tuple[int, bytes | None, bytes, list[SimItem]]:
-    value = b"[" + b",".join(e for e, _ in members) + b"]"
-    return (partition, None, value, [i for _, i in members])
+            (partition_for_key(key := _record_key(i), partitions), key, wire, [i])
+            for i, wire in zip(items, wires, strict=True)
+        ]
+    builder = EnvelopeBuilder[SimItem]()
+    records = builder.add(_partitions_of(items, partitions, {}), items, wires)
+    return records + builder.flush()
 
 
 async def produce_roster(producer: AIOKafkaProducer, topic: str, students: list[Student]) -> int:
@@ -221,7 +191,9 @@ async def run_simulation(
 
     With a ``count``, the items are generated before sending starts (one pass that also measures
     the span of the day) and ``report.elapsed_s`` covers the sending only; with a duration they are
-    generated while sending.
+    generated while sending. Unpaced (``speed`` and ``rate`` 0) with a ``count``, the records too
+    are made before sending starts (:func:`prepare_records`): the send phase is then producing
+    and acknowledgements only.
     """
     if options.count is None and options.duration_s is None:
         raise ValueError("give a count or a duration")
@@ -233,11 +205,6 @@ async def run_simulation(
     else:
         span_ms = simulated_span_ms(config, population, options)
     start_ms = place_day(int(clock() * 1000), span_ms, options.speed)
-    items: Iterator[SimItem]
-    if ahead is not None:
-        items = iter(shift_items(ahead, start_ms))
-    else:
-        items = ActivityGenerator(config, population, start_ms).items()
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_idempotence=True,
@@ -255,11 +222,79 @@ async def run_simulation(
             report.roster_records = await produce_roster(
                 producer, settings.topic_roster, population
             )
+        if ahead is not None and not (options.speed or options.rate):
+            # A burst: every record is made before sending starts, as a load generator prepares
+            # its payloads, so the send rate is the producer's and Kafka's, not the model's.
+            placed, ahead = shift_items(ahead, start_ms), None
+            records = prepare_records(placed, partitions, options.single)
+            await _send_prepared(producer, settings.topic_activity, records, report, clock,
+                                 progress)  # fmt: skip
+            return report
+        items: Iterator[SimItem]
+        if ahead is not None:
+            items = iter(shift_items(ahead, start_ms))
+        else:
+            items = ActivityGenerator(config, population, start_ms).items()
         await _send_loop(producer, settings, items, options, partitions, start_ms, report,
                          clock, progress)  # fmt: skip
     finally:
         await producer.stop()
     return report
+
+
+def prepare_records(
+    items: list[SimItem], partitions: int, single: bool
+) -> list[tuple[int, bytes | None, bytes, list[SimItem]]]:
+    """The records of ``items`` as :func:`build_records` makes them, with envelopes full across
+    the whole list (made in chunks: each chunk's per-event bytes are freed once joined)."""
+    records: list[tuple[int, bytes | None, bytes, list[SimItem]]] = []
+    envelopes = EnvelopeBuilder[SimItem]()
+    known: dict[tuple[str, str], int] = {}
+    for start in range(0, len(items), _UNPACED_BATCH):
+        chunk = items[start : start + _UNPACED_BATCH]
+        wires = wire_bytes(chunk)
+        if single:
+            records += build_records(chunk, partitions, True, wires)
+        else:
+            records += envelopes.add(_partitions_of(chunk, partitions, known), chunk, wires)
+    return records + envelopes.flush()
+
+
+async def _send_prepared(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[int, bytes | None, bytes, list[SimItem]]],
+    report: SendReport,
+    clock: Callable[[], float],
+    progress: TextIO | None,
+) -> None:
+    """Produce ready records as fast as Kafka takes them; the truth gets the acknowledged ones."""
+    pending: list[tuple[Any, list[ActivityEvent]]] = []
+    wall_start = last_report = clock()
+    for partition, key, value, members in records:
+        pending.append((await producer.send(topic, value, key=key, partition=partition),
+                        valid := _valid(members)))  # fmt: skip
+        report.records_sent += 1
+        report.events_sent += len(valid)
+        report.invalid_sent += len(members) - len(valid)
+        if len(pending) > 2000:
+            await _collect(pending, report)
+        if progress is not None and clock() - last_report >= 1:
+            last_report = clock()
+            _write_progress(progress, report, last_report - wall_start, 0.0)
+    await _collect(pending, report)
+    report.elapsed_s = clock() - wall_start
+    if progress is not None:
+        _write_progress(progress, report, report.elapsed_s, 0.0)
+
+
+def _write_progress(progress: TextIO, report: SendReport, elapsed: float, lag_s: float) -> None:
+    total = report.events_sent + report.invalid_sent
+    progress.write(
+        f"sent {total} events ({report.invalid_sent} invalid) in {report.records_sent} records, "
+        f"{total / max(elapsed, 1e-9):,.0f}/s, lag behind schedule {lag_s:.1f}s\n"
+    )
+    progress.flush()
 
 
 async def _send_loop(
@@ -278,6 +313,8 @@ async def _send_loop(
     window_s = options.batch_window_ms / 1000
     paced = bool(options.speed or options.rate)
     pending: list[tuple[Any, list[ActivityEvent]]] = []
+    envelopes = EnvelopeBuilder[SimItem]()
+    known: dict[tuple[str, str], int] = {}
     last_report = wall_start
     sent = 0
     lag_s = 0.0
@@ -316,31 +353,41 @@ async def _send_loop(
                 done = True
             if done or clock() >= batch_end or len(batch) >= 20_000:
                 break
-        invalid = 0
-        for partition, key, value, members in build_records(batch, partitions, options.single):
+        batch_wires = wire_bytes(batch)
+        if options.single:
+            records = build_records(batch, partitions, True, batch_wires)
+        else:
+            # Full envelopes leave at once; a paced window also sends its partial ones.
+            records = envelopes.add(_partitions_of(batch, partitions, known), batch, batch_wires)
+            if paced or done:
+                records += envelopes.flush()
+        for partition, key, value, members in records:
             future = await producer.send(
                 settings.topic_activity, value, key=key, partition=partition
             )
-            valid = [m for m in members if type(m) is ActivityEvent]
-            invalid += len(members) - len(valid)
-            pending.append((future, valid))
-            report.records_sent += 1
-        report.invalid_sent += invalid
-        report.events_sent += len(batch) - invalid
+            pending.append((future, _valid(members)))
+        valid_count = list(map(type, batch)).count(ActivityEvent)
+        report.records_sent += len(records)
+        report.invalid_sent += len(batch) - valid_count
+        report.events_sent += valid_count
         if len(pending) > 2000 or done:
             await _collect(pending, report)
+        else:
+            # send() returns without yielding while there is room: let the producer's sender
+            # take the lingered batches to Kafka before the next chunk is generated and routed.
+            await asyncio.sleep(0)
         now = clock()
         if progress is not None and (now - last_report >= 1 or done):
             last_report = now
-            elapsed = now - wall_start
-            progress.write(
-                f"sent {report.events_sent + report.invalid_sent} events "
-                f"({report.invalid_sent} invalid) in {report.records_sent} records, "
-                f"{(report.events_sent + report.invalid_sent) / max(elapsed, 1e-9):,.0f}/s, "
-                f"lag behind schedule {lag_s:.1f}s\n"
-            )
-            progress.flush()
+            _write_progress(progress, report, now - wall_start, lag_s)
     report.elapsed_s = clock() - wall_start
+
+
+def _valid(members: list[SimItem]) -> list[ActivityEvent]:
+    """The valid events of a record (only they enter the truth); most records hold no other."""
+    if list(map(type, members)).count(ActivityEvent) == len(members):
+        return cast(list[ActivityEvent], members)
+    return [m for m in members if type(m) is ActivityEvent]
 
 
 async def _collect(pending: list[tuple[Any, list[ActivityEvent]]], report: SendReport) -> None:
