@@ -4,11 +4,16 @@ Each flush is ONE insert of every buffered row into the Null-engine table ``{db}
 materialized views turn that block into ``app_minute`` rows (``sum(active_ms)``, ``uniqState(student_token)``)
 and into ``sink_progress`` (the highest usage-cells offset written, per partition).
 
-Replaying input never adds to ``active_ms`` or ``students``, by two mechanisms:
+Replaying input never adds to ``active_ms`` or ``students``, by these mechanisms:
 
 - **Progress skip.** On every partition assignment the sink reads ``sink_progress`` and drops records at or below
   the offset already written. This covers a crash between insert and offset commit, a rebalance and a restart,
   however differently the replay happens to batch the records.
+- **Repeated src.** A worker that recovers re-sends its last partial when it cannot see it landed; the copy is
+  byte-identical, has the same ``src`` and lands a little later in the same usage-cells partition. The sink
+  remembers the ``src`` of the last :data:`SRC_MEMORY` records of each partition it buffered or wrote and drops a
+  later record repeating one. This memory does not survive a sink restart (``sink_progress`` keeps offsets, not
+  srcs), so a copy that arrives right across a sink restart is not caught.
 - **Insert deduplication token.** Each insert carries ``insert_deduplication_token`` derived from the batch's
   identity (the usage-cells partitions and offset ranges it holds) and the target tables keep
   ``non_replicated_deduplication_window`` block ids, with ``deduplicate_blocks_in_dependent_materialized_views``
@@ -65,6 +70,10 @@ PERMANENT_CODES = frozenset(
         469,  # VIOLATED_CONSTRAINT
     }
 )
+
+# Recent srcs remembered per usage-cells partition (see the module doc). A re-sent partial follows the original
+# closely: the worker re-sends only when the original is not among the last 64 records of the partition.
+SRC_MEMORY = 4096
 
 # app and sub_app are large_string (64-bit offsets): a batch's strings can never overflow them.
 _SCHEMA = pa.schema(
@@ -196,6 +205,8 @@ class ClickHouseUsageSink:
         self._ranges: dict[int, tuple[int, int, int]] = {}
         self._records: list[_Record] = []  # rows are never decoded here, only their header
         self._rows = 0
+        # usage-cells partition → {src: offset of the record that carried it}, oldest first
+        self._srcs: dict[int, dict[tuple[int, int, int], int]] = {}
 
     # --- the sink shape
     def add(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -218,6 +229,16 @@ class ClickHouseUsageSink:
             raise PermanentSinkError(
                 f"usage-cells record {partition}@{offset} is not a usage partial: {exc}"
             ) from exc
+        src = (head.partition, head.first_offset, head.last_offset)
+        seen = self._srcs.setdefault(partition, {})
+        held = seen.setdefault(src, offset)
+        if held != offset:
+            log.warning(
+                "usage-cells record %d@%d repeats src %s of record %d@%d: skipped",
+                partition, offset, src, partition, held,
+            )  # fmt: skip
+            metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
+            return
         self._records.append((partition, offset, *head))
         self._rows += head.rows
         first, _, count = self._ranges.get(partition, (offset, offset, 0))
@@ -240,6 +261,8 @@ class ClickHouseUsageSink:
         self.faults.after_write()
 
     def discard(self) -> None:
+        """Forget the buffer. The srcs it held stay remembered with their own offsets: reading those records
+        again is not taken for a copy."""
         self._ranges.clear()
         self._records.clear()
         self._rows = 0
@@ -303,4 +326,7 @@ class ClickHouseUsageSink:
         metrics.SINK_ROWS.labels(self.name).inc(table.num_rows)
         for p, (_, last, _) in self._ranges.items():
             self._written[p] = max(self._written.get(p, -1), last)
+        for seen in self._srcs.values():
+            for _ in range(len(seen) - SRC_MEMORY):
+                del seen[next(iter(seen))]
         self.discard()

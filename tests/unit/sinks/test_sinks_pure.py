@@ -81,8 +81,14 @@ def test_dedup_token_is_the_batch_identity() -> None:
     assert len(a) <= 64
 
 
-def _usage_record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, 10), (60, "docs", "y", 2, 20))).encode()
+def _usage_record(
+    partition: int, offset: int, src: tuple[int, int, int] | None = None
+) -> ConsumerRecord[bytes, bytes]:
+    """Two rows; the partial's src is ``(partition, offset, offset)`` unless given."""
+    p, first, last = src or (partition, offset, offset)
+    value = UsagePartial(
+        p, first, last, ((60, "docs", "x", 1, 10), (60, "docs", "y", 2, 20))
+    ).encode()
     return ConsumerRecord("u", partition, offset, 0, 0, None, value, None, 0, len(value), [])
 
 
@@ -97,6 +103,30 @@ def test_batching_tracks_ranges_and_skips_written_offsets() -> None:
     assert sink.batch_token() == dedup_token({0: (5, 7, 3), 2: (0, 0, 1)})
     sink.discard()
     assert len(sink) == 0 and sink.rows == 0
+
+
+def test_a_partial_sent_again_at_a_later_offset_is_skipped() -> None:
+    """A recovering worker re-sends its last partial (same src, same bytes) when it cannot see it landed."""
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    sink.add(_usage_record(0, 10, src=(0, 500, 520)))
+    sink.add(_usage_record(0, 11, src=(0, 521, 530)))
+    sink.add(_usage_record(0, 12, src=(0, 500, 520)))  # the copy, in the same batch
+    assert (len(sink), sink.rows) == (2, 4)
+    sink.discard()  # as after a successful insert: the srcs written are remembered
+    sink.add(_usage_record(0, 13, src=(0, 521, 530)))  # a copy in a later batch
+    sink.add(_usage_record(0, 14, src=(3, 521, 530)))  # another partition's batch: not a copy
+    assert (len(sink), sink.rows) == (1, 2)
+    assert sink._ranges == {0: (14, 14, 1)}
+
+
+def test_a_record_read_again_is_not_taken_for_a_copy_of_itself() -> None:
+    sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
+    for offset in range(3):
+        sink.add(_usage_record(1, offset))
+    sink.discard()  # e.g. a rebalance whose flush failed: the records will be read again
+    for offset in range(3):
+        sink.add(_usage_record(1, offset))
+    assert (len(sink), sink.rows) == (3, 6)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +154,7 @@ def test_an_old_format_row_that_does_not_fit_is_permanent_and_names_its_record(
 
 def _corrupted(section: str, data: bytes) -> bytes:
     """A format-2 partial whose sizes add up but whose ``section`` starts with ``data``."""
-    raw = UsagePartial(0, 0, 0, ((60, "docs", "x", 1, 10), (60, "web", "y", 2, 20))).encode()
+    raw = UsagePartial(9, 0, 0, ((60, "docs", "x", 1, 10), (60, "web", "y", 2, 20))).encode()
     start = V2_HEAD.size
     for name, view in usage_sections(usage_header(raw)).items():
         if name == section:
