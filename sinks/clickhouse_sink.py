@@ -11,9 +11,11 @@ Replaying input never adds to ``active_ms`` or ``students``, by these mechanisms
   however differently the replay happens to batch the records.
 - **Repeated src.** A worker that recovers re-sends its last partial when it cannot see it landed; the copy is
   byte-identical, has the same ``src`` and lands a little later in the same usage-cells partition. The sink
-  remembers the ``src`` of the last :data:`SRC_MEMORY` records of each partition it buffered or wrote and drops a
-  later record repeating one. This memory does not survive a sink restart (``sink_progress`` keeps offsets, not
-  srcs), so a copy that arrives right across a sink restart is not caught.
+  remembers the ``src`` of the last :data:`SRC_MEMORY` records of each partition it buffered or wrote, and writes
+  a later record repeating one as a single row that adds nothing but its offset to ``sink_progress``
+  (:func:`_progress_carrier`), so the copy stays skipped after a crash between that insert and the commit. The
+  memory itself does not survive a sink restart (``sink_progress`` keeps offsets, not srcs): a copy whose
+  original was written before the sink restarted is not recognised.
 - **Insert deduplication token.** Each insert carries ``insert_deduplication_token`` derived from the batch's
   identity (the usage-cells partitions and offset ranges it holds) and the target tables keep
   ``non_replicated_deduplication_window`` block ids, with ``deduplicate_blocks_in_dependent_materialized_views``
@@ -44,7 +46,14 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from csync import metrics
-from schemas.internal import V2_HEAD, V2_SECTIONS, InternalFormatError, usage_header
+from schemas.internal import (
+    V2_HEAD,
+    V2_SECTIONS,
+    InternalFormatError,
+    UsageHeader,
+    UsagePartial,
+    usage_header,
+)
 from sinks.faults import SinkFaults
 from sinks.migrate import check_identifier
 from sinks.runner import PermanentSinkError
@@ -181,6 +190,21 @@ def _strings(
     return pc.take(dictionary, pc.add(local, per_row(before)))
 
 
+def _progress_carrier(copy: bytes) -> UsageHeader | None:
+    """What the sink writes for a partial that repeats one it holds: its first row with no time.
+
+    The row carries the copy's offset into ``sink_progress`` (so a restart between this insert and the offset
+    commit skips the copy instead of adding it) and adds nothing: ``active_ms`` 0, and a student token the
+    original already put into that cell's ``uniq`` state. None if the copy has no row (nothing to add anyway).
+    """
+    partial = UsagePartial.decode(copy)
+    if not partial.rows:
+        return None
+    minute, app, sub_app, token, _ = partial.rows[0]
+    src = (partial.partition, partial.first_offset, partial.last_offset)
+    return usage_header(UsagePartial(*src, rows=((minute, app, sub_app, token, 0),)).encode())
+
+
 def dedup_token(ranges: dict[int, tuple[int, int, int]]) -> str:
     """The insert deduplication token of a batch: its usage-cells ``partition → (first, last, count)`` ranges.
 
@@ -234,11 +258,19 @@ class ClickHouseUsageSink:
         held = seen.setdefault(src, offset)
         if held != offset:
             log.warning(
-                "usage-cells record %d@%d repeats src %s of record %d@%d: skipped",
+                "usage-cells record %d@%d repeats src %s of record %d@%d: adding none of its time",
                 partition, offset, src, partition, held,
             )  # fmt: skip
             metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
-            return
+            try:
+                carrier = _progress_carrier(value)
+            except InternalFormatError as exc:
+                raise PermanentSinkError(
+                    f"usage-cells record {partition}@{offset} is not a usage partial: {exc}"
+                ) from exc
+            if carrier is None:
+                return
+            head = carrier
         self._records.append((partition, offset, *head))
         self._rows += head.rows
         first, _, count = self._ranges.get(partition, (offset, offset, 0))

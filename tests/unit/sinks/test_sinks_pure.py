@@ -105,18 +105,23 @@ def test_batching_tracks_ranges_and_skips_written_offsets() -> None:
     assert len(sink) == 0 and sink.rows == 0
 
 
-def test_a_partial_sent_again_at_a_later_offset_is_skipped() -> None:
+def test_a_partial_sent_again_at_a_later_offset_adds_only_its_offset() -> None:
     """A recovering worker re-sends its last partial (same src, same bytes) when it cannot see it landed."""
     sink = ClickHouseUsageSink(client=None, database="usage")  # type: ignore[arg-type]
     sink.add(_usage_record(0, 10, src=(0, 500, 520)))
     sink.add(_usage_record(0, 11, src=(0, 521, 530)))
     sink.add(_usage_record(0, 12, src=(0, 500, 520)))  # the copy, in the same batch
-    assert (len(sink), sink.rows) == (2, 4)
+    copy = sink.build_table().to_pylist()[-1]
+    assert copy == {"minute": 60, "app": "docs", "sub_app": "x", "student_token": 1,
+                    "active_ms": 0, "src_partition": 0, "src_offset": 12}  # fmt: skip
+    assert (len(sink), sink.rows) == (3, 5)
     sink.discard()  # as after a successful insert: the srcs written are remembered
     sink.add(_usage_record(0, 13, src=(0, 521, 530)))  # a copy in a later batch
     sink.add(_usage_record(0, 14, src=(3, 521, 530)))  # another partition's batch: not a copy
-    assert (len(sink), sink.rows) == (1, 2)
-    assert sink._ranges == {0: (14, 14, 1)}
+    table = sink.build_table()
+    assert table.column("active_ms").to_pylist() == [0, 10, 20]
+    assert table.column("src_offset").to_pylist() == [13, 14, 14]
+    assert sink._ranges == {0: (13, 14, 2)}
 
 
 def test_a_record_read_again_is_not_taken_for_a_copy_of_itself() -> None:
