@@ -18,10 +18,12 @@ app, and exactness comes from determinism instead of transactions:
 3. Recovery of a partition (start, rebalance, after ``kill -9``): load the last snapshot, replay
    every later intent over exactly the same records with the recorded ``now_ms``. All but the last
    intent had their outputs acked: they are replayed silently. The last one is replayed *with* its
-   outputs: the usage partial is byte-identical and has the same ``src`` (the ClickHouse sink dedups
-   by it), presence changes are idempotent (last write wins by ``ts``). DLQ records and re-routed
-   events of that one batch may appear twice: a re-routed duplicate is dropped by the receiving
-   partition's event-id dedup or lateness rule.
+   outputs, except a usage partial already found among the last records of its usage-cells
+   partition (:meth:`Engine._partial_landed`); a re-sent partial is byte-identical and has the same
+   ``src``, which the ClickHouse sink also drops among the recent records it saw (in memory, as a
+   second line of defence). Presence changes are idempotent (last write wins by ``ts``). DLQ
+   records and re-routed events of that one batch may appear twice: a re-routed duplicate is
+   dropped by the receiving partition's event-id dedup or lateness rule.
 
 So the state after recovery is exactly the state consistent with the intents, whatever the committed
 group offsets say (we commit them after each snapshot only for lag monitoring). Limitation: without

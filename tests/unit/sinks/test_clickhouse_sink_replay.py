@@ -155,23 +155,3 @@ async def test_a_resent_partial_read_again_after_a_sink_restart_adds_nothing(
     assert len(second) == 0
     await second.flush()
     assert ps[9].rows and totals(client, name) == expected(ps)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sink remembers srcs in memory only (sink_progress keeps offsets): a copy arriving after the "
-    "sink restarted, its original written before, is added. Needs a durable src memory (a migration).",
-)
-async def test_a_partial_resent_across_a_sink_restart_adds_nothing(db: tuple[Client, str]) -> None:
-    client, name = db
-    ps = partials(10)
-    first = ClickHouseUsageSink(client, name)
-    await first.on_assign({0, 1})
-    for r in records_of(ps):
-        first.add(r)
-    await first.flush()  # written and committed; then the sink restarts
-    second = ClickHouseUsageSink(client, name)
-    await second.on_assign({0, 1})
-    second.add(record(ps[9], 5, old_format=False))  # a copy of record 9
-    await second.flush()
-    assert ps[9].rows and totals(client, name) == expected(ps)
