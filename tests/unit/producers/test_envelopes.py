@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from producers.envelopes import EnvelopeBuilder, encode_events
-from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS, encode_envelope, encode_event
-from schemas.event import ActivityEvent
+from producers.envelopes import EnvelopeBuilder
+from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS
 
 
 def _member(partition: int, n: int, pad: int = 0) -> bytes:
@@ -55,18 +54,3 @@ def test_envelopes_are_cut_at_one_mebibyte_and_none_is_larger() -> None:
     # Each envelope but the last is as full as the limit allows: one more member would not fit.
     for (_, _, value, _), (_, _, _, following) in zip(records, records[1:], strict=False):
         assert len(value) + len(encoded[following[0]]) + 1 > MAX_ENVELOPE_BYTES
-
-
-def test_encoded_events_are_encode_envelope_bytes_whatever_the_values_hold() -> None:
-    shapes = [("docs", "essay"), ("docs", ""), ("", ""), ("", "x"), ("web", "pbs.org")]
-    odd = ['say "hi"', "back\\slash", "line\nbreak", "tab\there", "naïve ☃", "\x7f", "\u2028"]
-    events = [
-        ActivityEvent(f"e{i}", "heartbeat", 1_764_403_200_000 + i, "d-1", f"s{i}", "dev", *shape)
-        for i, shape in enumerate(shapes)
-    ]
-    assert encode_events(events) == encode_envelope(events)
-    for value in odd:
-        for bad in (events[0]._replace(app=value), events[0]._replace(sub_app=value)):
-            mixed = [*events, bad]
-            assert encode_events(mixed) == encode_envelope(mixed), value
-            assert orjson.loads(encode_events(mixed))[-1] == orjson.loads(encode_event(bad))
