@@ -4,10 +4,11 @@ sending the same record bytes, against a real broker.
 Method (like with like):
 
 - **Simulator.** :func:`producers.simulator.run_simulation` with ``count`` and ``speed=0``
-  generates its items before sending (one pass of the model), then sends: it groups the events
-  into per-partition envelopes, encodes them and produces them with its idempotent, compressed,
-  lingering producer, and keeps the acknowledged events for the truth. The figure is the send
-  phase, ``report.elapsed_s`` (generation is reported beside it, end to end). The baseline reads
+  prepares its whole burst before sending, as load generators do: one pass of the model, then
+  the events grouped into per-partition envelopes and encoded. Then it produces them with its
+  idempotent, compressed, lingering producer and keeps the acknowledged events for the truth. The
+  figure is that send phase, ``report.elapsed_s``; generation and encoding are reported beside it
+  (``end to end``), which is what a paced or duration run pays as it goes. The baseline reads
   back the records the simulator produced and sends exactly those bytes (same partitions, keys,
   order per partition) with a plain ``AIOKafkaProducer`` of the same configuration (idempotent,
   ``acks=all``, same compression, linger and batch size), awaiting ``send()`` per record and

@@ -45,9 +45,10 @@ from producers.truth import TruthParams, ground_truth, save_truth
 from schemas.event import ActivityEvent
 from schemas.roster import roster_key
 
-# A count up to this many items is generated before sending (about 0.5 KiB of memory per item);
-# larger counts are generated while sending, after a dry run that measures the day's span.
-MAX_ITEMS_AHEAD = 5_000_000
+# A count up to this many items is generated before sending (about 0.5 KiB of memory per item, plus
+# ~0.2 KiB of envelope bytes when an unpaced burst is prepared whole: ~1.4 GB at the limit); larger
+# counts are generated while sending, after a dry run that measures the day's span.
+MAX_ITEMS_AHEAD = 2_000_000
 # Items per step when sending unpaced (speed 0, no rate cap) and per chunk of prepare_records.
 # Much smaller steps make the producer send smaller batches (its linger runs out between steps)
 # and grow its batch buffers in many more reallocations.
