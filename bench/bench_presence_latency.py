@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import fields
 from pathlib import Path
 
 import orjson
@@ -149,8 +148,7 @@ class Load:
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {f.name.upper(): str(getattr(settings, f.name)) for f in fields(settings)}
-    return {**os.environ, **env, "PYTHONUNBUFFERED": "1", **extra}
+    return {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1", **extra}
 
 
 async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> None:

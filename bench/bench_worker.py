@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import dataclasses
 import os
 import pstats
 import statistics
@@ -149,9 +148,7 @@ def metrics_count(port: int) -> float:
 
 
 def start_worker(s: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for f in dataclasses.fields(s):
-        env[f.name.upper()] = str(getattr(s, f.name))
+    env = {**os.environ, **s.to_env()}
     env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
         [sys.executable, "-m", "csync.cli", "worker", "--loglevel", "warn"],

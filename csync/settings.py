@@ -203,6 +203,11 @@ class Settings:
         settings.validate()
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """Every setting as the environment variable of its name: ``from_env(to_env())`` gives these
+        settings back, so a child process parses exactly the parent's."""
+        return {f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
         settings = dataclasses.replace(self, **changes)

@@ -38,7 +38,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -116,11 +116,6 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     """Every process the demo started (all stopped when it returns)."""
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Every setting as the environment variable of its name, so each child parses the same settings."""
-    return {f.name.upper(): str(getattr(settings, f.name)) for f in fields(settings)}
 
 
 def live_students(options: DemoOptions) -> tuple[str, list[Student]]:
@@ -264,7 +259,7 @@ class Demo:
         )
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1", **extra}
+        return {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **extra}
 
     def _origin(self, command: str) -> None:
         if command not in mounted() and command in STAND_INS:

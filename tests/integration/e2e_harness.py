@@ -104,8 +104,7 @@ def variant(base: Settings, tag: str) -> Settings:
 def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
     """The environment that gives a csync process exactly ``settings`` (plus ``extra`` variables)."""
     env = {k: v for k, v in os.environ.items() if k not in ("CSYNC_TEST_STACK",)}
-    for f in dataclasses.fields(settings):
-        env[f.name.upper()] = str(getattr(settings, f.name))
+    env.update(settings.to_env())
     env.update({k.upper(): str(v) for k, v in extra.items()})
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -73,9 +73,7 @@ def worker_settings(make_settings: Callable[..., Settings], unique: str) -> Sett
 
 def start_worker(s: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``csync worker`` as its own process, configured through the environment like production."""
-    env = dict(os.environ)
-    for f in dataclasses.fields(s):
-        env[f.name.upper()] = str(getattr(s, f.name))
+    env = {**os.environ, **s.to_env()}
     env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
         [sys.executable, "-m", "csync.cli", "worker"],
