@@ -29,10 +29,9 @@ from csync.topics import create_topics
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import encode_event
 from schemas.event import ActivityEvent
-from schemas.internal import PresenceChange, UsagePartial
 from streams.engine import worker_topic_specs
 from streams.partition import partition_of
-from tests.integration.test_worker_pipeline import read_all
+from tests.integration.test_worker_pipeline import presence_now, usage_now
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,11 +147,6 @@ def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def _read_all(s: Settings, topic: str) -> list[bytes]:
-    """Every value of ``topic``, in offset order per partition."""
-    return [value for _p, _o, _k, value, _h in sorted(await read_all(s, topic))]
-
-
 @pytest.mark.parametrize("workers,kills", [(1, 0), (1, 2), (2, 2)])
 async def test_worker_exact_across_kill9(
     workers: int, kills: int, make_settings: Callable[..., Settings]
@@ -180,31 +174,13 @@ async def test_worker_exact_across_kill9(
             p.wait()
 
     truth = ground_truth(events, TruthParams.from_settings(s), int(time.time() * 1000))
-    # usage: dedup partials by src like the sink, then sum
-    seen: set[tuple[int, int, int]] = set()
-    ms: dict[tuple[int, str, str], int] = {}
-    tokens: dict[tuple[int, str, str], set[int]] = {}
-    for raw in await _read_all(s, s.topic_usage_cells):
-        partial = UsagePartial.decode(raw)
-        src = (partial.partition, partial.first_offset, partial.last_offset)
-        if src in seen:
-            continue
-        seen.add(src)
-        for minute, app, sub, token, active in partial.rows:
-            ms[(minute, app, sub)] = ms.get((minute, app, sub), 0) + active
-            tokens.setdefault((minute, app, sub), set()).add(token)
+    # usage: partials deduplicated by src like the sink, then summed per cell
+    ms, students = await usage_now(s)
     expected_ms = {k: c.active_ms for k, c in truth.cells.items()}
     assert ms == expected_ms
-    assert {k: len(v) for k, v in tokens.items()} == {
-        k: len(c.students) for k, c in truth.cells.items()
-    }
+    assert students == {k: len(c.students) for k, c in truth.cells.items()}
     # presence: last change per student, as the compacted topic would keep it
-    last: dict[tuple[str, str], PresenceChange] = {}
-    for raw in await _read_all(s, s.topic_presence):
-        ch = PresenceChange.decode(raw)
-        key = (ch.district_id, ch.student_id)
-        if key not in last or ch.ts >= last[key].ts:
-            last[key] = ch
+    last = await presence_now(s)
     # all events are > 60 s old by now except the newest; compare what the truth says now
     got = {k: (v.online, v.app, v.sub_app) for k, v in last.items()}
     want = {k: (p.online, p.app, p.sub_app) for k, p in truth.presence.items()}
