@@ -15,21 +15,6 @@ from typing import Generic, TypeVar
 from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS
 
 T = TypeVar("T")
-# The v1 JSON of an event as orjson writes schemas.decoder's event dict (same keys, same order, no
-# spaces), per shape, to be filled with ``%`` straight from the ActivityEvent tuple. (For whole
-# envelopes one orjson.dumps of a list of dict displays is faster still; these serve per-event
-# bytes, where one orjson call per event costs ~3x more.)
-_EVENT_HEAD = (
-    '{"v":1,"event_id":"%s","kind":"%s","ts":%d,"district_id":"%s","student_id":"%s",'
-    '"device_id":"%s"'
-)
-EVENT_BARE = _EVENT_HEAD + "}"
-EVENT_APP = _EVENT_HEAD + ',"app":"%s"}'
-EVENT_APP_SUB = _EVENT_HEAD + ',"app":"%s","sub_app":"%s"}'
-QUOTES_BARE = EVENT_BARE.count('"')
-QUOTES_APP = EVENT_APP.count('"')
-QUOTES_APP_SUB = EVENT_APP_SUB.count('"')
-_NOT_CONTROL = bytes(range(0x20, 0x100))
 # (partition, key, value, members): envelopes have no key.
 Record = tuple[int, bytes | None, bytes, list[T]]
 
@@ -111,21 +96,3 @@ def envelope_end(encoded: list[bytes], start: int) -> int:
         size += len(encoded[end]) + 1
         end += 1
     return end
-
-
-def plain_json(text: str, quotes: int, backslashes: int = 0) -> bytes | None:
-    """``text`` (JSON made by filling the templates above) as UTF-8 if no value needed escaping,
-    else ``None``: a value with a quote adds quotes, one with a backslash or a control character
-    needs an escape, so exactly the templates' quotes (``quotes``), the ``backslashes`` of any
-    properly encoded part, and no control character prove it."""
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: let orjson judge it
-        return None
-    if (
-        data.count(b'"') != quotes
-        or data.count(b"\\") != backslashes
-        or data.translate(None, _NOT_CONTROL)
-    ):
-        return None
-    return data
