@@ -93,6 +93,42 @@ def _malloc_trim() -> None:
         _trim(0)
 
 
+# A gap this long between two end-offset probes is a period nobody watched the input (the loop was
+# blocked, e.g. awaiting acks from a broker that went away): it counts as unhealthy.
+PROBE_GAP_MS = 5_000
+
+
+class InputHealth:
+    """Whether a silent device may be closed: the input has been watched and healthy, without a
+    break, for ``close_after_ms``.
+
+    Watched means end-offset probes answered, each within :data:`PROBE_GAP_MS` of the previous
+    one. A failed probe, or a gap between probes (the loop stuck in ``_emit`` while the broker was
+    down never probes at all), starts the window again: producers may have been buffering events
+    the whole time, and a device's next events may still be on their way.
+    """
+
+    __slots__ = ("close_after_ms", "_since", "_last_ok")
+
+    def __init__(self, close_after_ms: int, now_ms: int) -> None:
+        self.close_after_ms = close_after_ms
+        self._since = now_ms  # start of the current healthy window (the worker's start)
+        self._last_ok = now_ms
+
+    def failed(self, now_ms: int) -> bool:
+        """A probe failed. Returns whether that is news (no failure in the last second: log it)."""
+        was = now_ms - self._since > 1000
+        self._since = now_ms
+        return was
+
+    def answered(self, now_ms: int) -> bool:
+        """A probe answered. Returns whether closing silent devices is safe now."""
+        if now_ms - self._last_ok > PROBE_GAP_MS:
+            self._since = now_ms  # nobody watched the input in between
+        self._last_ok = now_ms
+        return now_ms - self._since >= self.close_after_ms
+
+
 class DlqRateExceeded(RuntimeError):
     """Most recent events are invalid: a bug upstream or here; stop loudly instead of emptying the
     stream."""
@@ -153,9 +189,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._invalid_window: deque[bool] = deque(maxlen=1000)
         self.processed_events = 0
         self._online_exported = 0.0
-        # Wall ms of the last failed end-offsets probe (or the start): closes wait a full
-        # USAGE_CLOSE_AFTER_S of healthy input after it.
-        self._input_unhealthy_at = int(time.time() * 1000)
+        self._input = InputHealth(self.params.rules.close_after_ms, int(time.time() * 1000))
         self._online_districts: set[str] = set()
         self.invalid_events = 0
         self.producer: AIOKafkaProducer | None = None
@@ -501,19 +535,18 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _settled_ends(self, partitions: list[int], now: int) -> dict[int, int]:
         """End offsets of these activity partitions when closing silent devices is safe, else {}.
 
-        Safe means: the broker answers now, and has answered every probe for the last
-        ``USAGE_CLOSE_AFTER_S`` (since the worker started, or since the last failed probe).
+        Safe means: the broker answers now, and has answered every probe, without a gap, for the
+        last ``USAGE_CLOSE_AFTER_S`` (:class:`InputHealth`).
         """
         assert self.reader is not None  # noqa: S101 - started
         tps = [TopicPartition(self.s.topic_activity, p) for p in partitions]
         try:
             ends = await asyncio.wait_for(self.reader.end_offsets(tps), timeout=2.0)
         except Exception as exc:  # the broker is away: producers may be buffering events
-            if now - self._input_unhealthy_at > 1000:
+            if self._input.failed(now):
                 log.warning("end offsets unavailable (%s): closing silent devices paused", exc)
-            self._input_unhealthy_at = now
             return {}
-        if now - self._input_unhealthy_at < self.params.rules.close_after_ms:
+        if not self._input.answered(now):
             return {}
         return {tp.partition: int(end) for tp, end in ends.items()}
 
