@@ -1,4 +1,4 @@
-"""``csync demo``: the click command (``main.add_command(demo)`` in :mod:`csync.cli`)."""
+"""``csync demo``: the click command (mounted by :mod:`csync.cli`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from csync.settings import Settings, SettingsError
+from csync.config import settings_from_env
 
 
 @click.command("demo")
@@ -42,10 +42,7 @@ def demo(
 
     if minutes <= 0 or day_hours <= 0 or districts < 1 or workers < 1:
         raise click.UsageError("--minutes, --day-hours, --districts and --workers must be positive")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
+    settings = settings_from_env()
     options = DemoOptions(
         minutes=minutes, day_hours=day_hours, districts=districts, workers=workers,
         headless=headless,

@@ -49,7 +49,6 @@ from csync.settings import PROJECT_ROOT, Settings
 from demo import probe
 from demo.dashboard import ProcessRow, Snapshot, render, render_text
 from demo.fleet import CollectorFleet
-from demo.launch import STAND_INS, mounted
 from demo.processes import Child, Supervisor, raise_on_signals, restore_signals, sweep
 from demo.report import Reading, write_report
 from producers.simulator_model import SimulationConfig, Student, build_population
@@ -112,7 +111,6 @@ class DemoResult:
     max_online: int
     max_view_seconds: float
     roster_seen: bool
-    stand_ins: list[str]
     notes: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     """Every process the demo started (all stopped when it returns)."""
@@ -185,7 +183,6 @@ class Demo:
         self.started_stack = False
         self.data_root = Path(settings.data_dir)
         self.notes: list[str] = []
-        self.stand_ins: list[str] = []
         self.children: dict[str, tuple[Child, int | None]] = {}
         self.teacher_token = ""
         self.class_id = ""
@@ -261,15 +258,8 @@ class Demo:
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **extra}
 
-    def _origin(self, command: str) -> None:
-        if command not in mounted() and command in STAND_INS:
-            entry = f"{command} → {STAND_INS[command]}"
-            if entry not in self.stand_ins:
-                self.stand_ins.append(entry)
-
     def _check(self, name: str, args: list[str], timeout_s: float) -> None:
         assert self.supervisor is not None  # noqa: S101 - prepare() made it
-        self._origin(args[0])
         self.say(f"{name}: csync {' '.join(args)}")
         code = self.supervisor.run(name, args, self.env(), timeout_s)
         log = self.dir / "logs" / f"{name}.log"
@@ -329,7 +319,6 @@ class Demo:
             ("teacher-api", ["teacher-api"], s.teacher_api_port, {}),
         ]
         for name, args, port, extra in plan:
-            self._origin(args[0])
             self.children[name] = (self.supervisor.start(name, args, self.env(**extra)), port)
         deadline = time.monotonic() + 90
         waiting: dict[str, int] = {n: p for n, (_, p) in self.children.items() if p is not None}
@@ -363,7 +352,6 @@ class Demo:
             f"--invalid-rate={o.invalid_rate}",
             "--no-roster",
         ]
-        self._origin("simulate")
         child = self.supervisor.start("simulator", args, self.env())
         self.children["simulator"] = (child, None)
         span_ms = o.day_hours * 3600 * 1000
@@ -563,7 +551,7 @@ def run_demo(
     demo = Demo(settings, options)
     console = console or Console()
     text_path = options.demo_dir / "dashboard.txt"
-    result = DemoResult(None, "", 0, 0, 0.0, False, [])
+    result = DemoResult(None, "", 0, 0, 0.0, False)
 
     def record(snap: Snapshot) -> None:
         result.snapshots += 1
@@ -604,14 +592,8 @@ def run_demo(
         demo.stop()
         restore_signals(previous_handlers)
         result.pids = list(demo.supervisor.started) if demo.supervisor else []
-        result.stand_ins = demo.stand_ins
         result.notes = demo.notes
     console.print(where_the_data_is(demo.settings, options, result.report))
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
-    if result.stand_ins:
-        console.print(
-            "commands not mounted on csync yet, run from their modules: "
-            + "; ".join(result.stand_ins)
-        )
     return result

@@ -10,12 +10,11 @@ import sys
 
 import click
 
+from csync.config import load_settings
 from csync.settings import Settings
 
 
 def _settings(prefix: str | None, interval: float | None) -> Settings:
-    from csync.cli import load_settings
-
     settings = load_settings()
     changes: dict[str, object] = {}
     if prefix is not None:

@@ -1,4 +1,4 @@
-"""Click commands of the privacy operations; ``csync.cli`` mounts :data:`COMMANDS`.
+"""Click commands of the privacy operations; ``csync.cli`` mounts them.
 
 - ``csync purge --district D [--dry-run]`` — dispose of a district's data (privacy.purge).
 - ``csync retention`` — the retention in force per store, flagged against settings (exit 1 if exceeded).
@@ -15,13 +15,7 @@ import sys
 import click
 import orjson
 
-from csync.settings import Settings
-
-
-def _settings() -> Settings:
-    from csync.cli import load_settings
-
-    return load_settings()
+from csync.config import load_settings
 
 
 @click.command("purge")
@@ -47,7 +41,7 @@ def purge(
     from privacy.purge import PurgeError, purge_district
     from privacy.teacher_tokens import revoke_district, tokens_path
 
-    settings = _settings()
+    settings = load_settings()
     if revoke_tokens and not dry_run:
         devices = revoke_collector_tokens(collector_tokens_path(settings), district)
         teachers = revoke_district(tokens_path(settings), district)
@@ -87,7 +81,7 @@ def retention(no_clickhouse: bool) -> None:
     """Retention in force per store (Kafka, Redis, ClickHouse, audit); exit 1 if any exceeds settings."""
     from privacy.retention import EXCEEDS, format_rows, retention_report
 
-    rows = asyncio.run(retention_report(_settings(), clickhouse=not no_clickhouse))
+    rows = asyncio.run(retention_report(load_settings(), clickhouse=not no_clickhouse))
     for line in format_rows(rows):
         click.echo(line)
     if any(r.status == EXCEEDS for r in rows):
@@ -102,7 +96,7 @@ def teacher_api() -> None:
     from privacy.teacher_api import serve
     from privacy.teacher_tokens import TokenBook, tokens_path
 
-    settings = _settings()
+    settings = load_settings()
     book = TokenBook(tokens_path(settings))
     click.echo(
         f"teacher API on http://{settings.teacher_api_host}:{settings.teacher_api_port} "
@@ -125,7 +119,7 @@ def teacher_token_add(teacher: str, district: str, classes: tuple[str, ...]) -> 
     from privacy.audit import AuditLog
     from privacy.teacher_tokens import TokenFileError, issue_token, tokens_path
 
-    settings = _settings()
+    settings = load_settings()
     try:
         token = issue_token(tokens_path(settings), teacher, district, list(classes))
     except TokenFileError as exc:
@@ -149,7 +143,7 @@ def teacher_token_revoke(teacher: str | None, district: str | None) -> None:
 
     if (teacher is None) == (district is None):
         raise click.UsageError("give exactly one of --teacher or --district")
-    settings = _settings()
+    settings = load_settings()
     path = tokens_path(settings)
     if teacher is not None:
         n, target = revoke_teacher(path, teacher), f"teacher:{teacher}"
@@ -173,7 +167,7 @@ def audit_tail(count: int, as_json: bool) -> None:
     """The last entries, oldest first."""
     from privacy.audit import AuditLog
 
-    for entry in AuditLog.from_settings(_settings()).tail(count):
+    for entry in AuditLog.from_settings(load_settings()).tail(count):
         if as_json:
             click.echo(orjson.dumps(entry).decode())
             continue
@@ -190,11 +184,7 @@ def audit_verify() -> None:
     from privacy.audit import AuditError, AuditLog
 
     try:
-        n = AuditLog.from_settings(_settings()).verify_chain()
+        n = AuditLog.from_settings(load_settings()).verify_chain()
     except AuditError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"ok: {n} entries, chain intact")
-
-
-COMMANDS: tuple[click.Command, ...] = (purge, retention, teacher_api, teacher_token, audit)
-"""Every privacy command, for ``csync.cli`` to mount."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from csync.settings import Settings
+from csync.config import load_settings
 from producers.simulator import SendOptions, run_simulation, write_truth
 from producers.simulator_model import SimulationConfig
 
@@ -35,12 +35,6 @@ class Duration(click.ParamType):
         if seconds <= 0:
             self.fail(f"{value!r} must be positive", param, ctx)
         return seconds
-
-
-def _settings() -> Settings:
-    from csync.cli import load_settings  # late: csync.cli imports this module to wire it in
-
-    return load_settings()
 
 
 @click.command("simulate")
@@ -94,7 +88,7 @@ def simulate(
     """Simulate school districts' devices and send their activity to Kafka."""
     if count is None and duration is None:
         raise click.UsageError("give --count or --duration")
-    settings = _settings()
+    settings = load_settings()
     if students is not None:
         # Classes of about 25 that add up to exactly `students` when it divides evenly.
         classes = max(1, math.ceil(students / (schools * 25)))
@@ -136,7 +130,7 @@ def collector() -> None:
     """Run the device collector (HTTP → validated, minimised events in Kafka)."""
     from producers.collector import TokenError, serve
 
-    settings = _settings()
+    settings = load_settings()
     try:
         asyncio.run(serve(settings))
     except TokenError as exc:
@@ -152,7 +146,7 @@ def collector_token(district_id: str, token: str) -> None:
     """Add TOKEN for DISTRICT_ID to the collector's token file (only its hash is stored)."""
     from producers.collector import add_token, tokens_path
 
-    path = tokens_path(_settings())
+    path = tokens_path(load_settings())
     add_token(path, token, district_id)
     click.echo(f"token for {district_id} stored (hashed) in {path}")
 
@@ -170,7 +164,7 @@ def roster_load(path: Path, district_id: str) -> None:
     from producers.roster_loader import RosterLoadError, load_roster
 
     try:
-        plan = asyncio.run(load_roster(_settings(), path, district_id))
+        plan = asyncio.run(load_roster(load_settings(), path, district_id))
     except RosterLoadError as exc:
         raise click.ClickException(str(exc)) from exc
     for reason in plan.skipped:

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from csync.settings import Settings, SettingsError
+from csync.config import load_settings
+from csync.settings import Settings
 from sinks.clickhouse_client import (
     ChdbPathBusy,
     ClickHouseUrlError,
@@ -26,18 +27,6 @@ from sinks.clickhouse_client import (
     redact_url,
 )
 from sinks.usage_read import COLUMNS, fetch_from_sink, query_public
-
-
-def _settings() -> Settings:
-    try:
-        from csync.cli import load_settings
-
-        return load_settings()
-    except ImportError:  # pragma: no cover - csync.cli always ships with the sinks
-        try:
-            return Settings.from_env()
-        except SettingsError as exc:
-            raise click.UsageError(str(exc)) from exc
 
 
 def _logging() -> None:
@@ -56,7 +45,7 @@ def clickhouse_migrate() -> None:
     """Apply pending migrations; set the TTL and recreate the public view from settings."""
     from sinks.migrate import migrate
 
-    settings = _settings()
+    settings = load_settings()
     _logging()
     try:
         client = clickhouse_client(settings.clickhouse_url)
@@ -86,7 +75,7 @@ def sink_clickhouse() -> None:
     from sinks.service import run_clickhouse_sink
 
     _logging()
-    asyncio.run(run_clickhouse_sink(_settings()))
+    asyncio.run(run_clickhouse_sink(load_settings()))
 
 
 @sink.command("redis")
@@ -95,7 +84,7 @@ def sink_redis() -> None:
     from sinks.service import run_redis_sink
 
     _logging()
-    asyncio.run(run_redis_sink(_settings()))
+    asyncio.run(run_redis_sink(load_settings()))
 
 
 @click.command("usage")
@@ -105,7 +94,7 @@ def sink_redis() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def usage(day_from: dt.datetime, day_to: dt.datetime, app: str | None, fmt: str) -> None:
     """Daily usage per app and sub-app from the analysts' view (cells of at least K students)."""
-    settings = _settings()
+    settings = load_settings()
     start, end = day_from.date(), day_to.date()
     if end < start:
         raise click.UsageError("--to is before --from")
