@@ -23,8 +23,9 @@ Replaying input never adds to ``active_ms`` or ``students``, by these mechanisms
   crash after ``app_minute`` but before ``sink_progress`` was written, then the same records replayed) is dropped
   by ClickHouse instead of added twice.
 
-Transient failures (server down, timeouts, injected faults) leave the buffer intact for the loop to retry;
-a schema mismatch or an undecodable record raises :class:`~sinks.runner.PermanentSinkError`.
+Transient failures (server down, timeouts) leave the buffer intact for the loop to retry;
+a schema mismatch or an undecodable record raises :class:`~sinks.shape.PermanentSinkError`. Each flush returns
+the rows it wrote and the replayed records it skipped since the last flush (:class:`~sinks.shape.FlushResult`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import asyncio
 import hashlib
 import logging
 import sys
-import time
 from collections.abc import Callable
 from functools import reduce
 from itertools import accumulate
@@ -45,7 +45,6 @@ from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from csync import metrics
 from schemas.internal import (
     V2_HEAD,
     V2_SECTIONS,
@@ -54,9 +53,8 @@ from schemas.internal import (
     UsagePartial,
     usage_header,
 )
-from sinks.faults import SinkFaults
 from sinks.migrate import check_identifier
-from sinks.runner import PermanentSinkError
+from sinks.shape import FlushResult, PermanentSinkError
 
 log = logging.getLogger(__name__)
 
@@ -219,16 +217,16 @@ class ClickHouseUsageSink:
 
     name = "clickhouse"
 
-    def __init__(self, client: Client, database: str, *, faults: SinkFaults | None = None) -> None:
+    def __init__(self, client: Client, database: str) -> None:
         if sys.byteorder != "little":  # Arrow reads format 2's little-endian sections as they are
             raise RuntimeError("the ClickHouse usage sink runs on little-endian hosts only")
         self.client = client
         self.db = check_identifier(database)
-        self.faults = faults or SinkFaults()
         self._written: dict[int, int] = {}  # partition → highest offset already in ClickHouse
         self._ranges: dict[int, tuple[int, int, int]] = {}
         self._records: list[_Record] = []  # rows are never decoded here, only their header
         self._rows = 0
+        self._replays = 0  # records skipped as already written, since the last flush
         # usage-cells partition → {src: offset of the record that carried it}, oldest first
         self._srcs: dict[int, dict[tuple[int, int, int], int]] = {}
 
@@ -245,7 +243,7 @@ class ClickHouseUsageSink:
         columns when the batch becomes Arrow arrays (:meth:`build_table`), which names the bad record.
         """
         if offset <= self._written.get(partition, -1):
-            metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
+            self._replays += 1
             return
         try:
             head = usage_header(value)
@@ -261,7 +259,7 @@ class ClickHouseUsageSink:
                 "usage-cells record %d@%d repeats src %s of record %d@%d: adding none of its time",
                 partition, offset, src, partition, held,
             )  # fmt: skip
-            metrics.SINK_REPLAY_SKIPPED.labels(self.name).inc()
+            self._replays += 1
             try:
                 carrier = _progress_carrier(value)
             except InternalFormatError as exc:
@@ -284,17 +282,19 @@ class ClickHouseUsageSink:
         """Rows buffered."""
         return self._rows
 
-    async def flush(self) -> None:
+    async def flush(self) -> FlushResult:
         """Write the buffer in one insert (in a thread: chDB and HTTP calls block)."""
+        replays = self._replays
         if not self._records:
-            return
-        await asyncio.to_thread(self._insert)
-        # Only now is the batch known written; crash_after_insert fires before the loop commits offsets.
-        self.faults.after_write()
+            self._replays = 0
+            return FlushResult(replays=replays)
+        rows = await asyncio.to_thread(self._insert)
+        return FlushResult(batches=1, rows=rows, replays=replays)
 
     def discard(self) -> None:
         """Forget the buffer. The srcs it held stay remembered with their own offsets: reading those records
         again is not taken for a copy."""
+        self._replays = 0
         self._ranges.clear()
         self._records.clear()
         self._rows = 0
@@ -338,10 +338,8 @@ class ClickHouseUsageSink:
                 return f"{record[0]}@{record[1]}"
         return "?"
 
-    def _insert(self) -> None:
-        delay = self.faults.before_write()
-        if delay:
-            time.sleep(delay)
+    def _insert(self) -> int:
+        """Insert the buffer, clear it and return the rows written."""
         table = self.build_table()
         settings = {
             "insert_deduplicate": 1,
@@ -354,11 +352,10 @@ class ClickHouseUsageSink:
             if getattr(exc, "code", None) in PERMANENT_CODES:
                 raise PermanentSinkError(f"ClickHouse rejected the batch for good: {exc}") from exc
             raise
-        metrics.SINK_BATCHES.labels(self.name).inc()
-        metrics.SINK_ROWS.labels(self.name).inc(table.num_rows)
         for p, (_, last, _) in self._ranges.items():
             self._written[p] = max(self._written.get(p, -1), last)
         for seen in self._srcs.values():
             for _ in range(len(seen) - SRC_MEMORY):
                 del seen[next(iter(seen))]
         self.discard()
+        return int(table.num_rows)

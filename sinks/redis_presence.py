@@ -13,23 +13,20 @@ when the hash write is stale. Every step is idempotent, so re-reading a batch (a
 in the same state. While Redis is down the loop retries the same batch and commits nothing past it.
 
 If Redis comes back empty (restarted without persistence), the marker key ``{prefix}:sink:presence-loaded``
-is missing: the sink raises :class:`~sinks.runner.SourceRewind` and the loop re-reads the compacted presence
+is missing: the sink raises :class:`~sinks.shape.SourceRewind` and the loop re-reads the compacted presence
 topic from its beginning, so the view is rebuilt in full rather than only from the changes after the outage.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from csync import metrics
 from schemas.internal import InternalFormatError, PresenceChange
-from sinks.faults import SinkFaults
-from sinks.runner import PermanentSinkError, SourceRewind
+from sinks.shape import FlushResult, PermanentSinkError, SourceRewind
 
 # KEYS[1] presence hash; KEYS[2..1+n_add] classes to add to; the rest classes to remove from.
 # ARGV: student_id, name, online, app, sub_app, ts, ttl_s, deleted ("1"/"0"), n_add.
@@ -98,14 +95,12 @@ class RedisPresenceSink:
         *,
         key_prefix: str = "cs",
         ttl_s: int = 24 * 3600,
-        faults: SinkFaults | None = None,
         rewind_when_empty: bool = True,
     ) -> None:
         self.redis = redis
         self.rewind_when_empty = rewind_when_empty
         self.prefix = key_prefix
         self.ttl_s = ttl_s
-        self.faults = faults or SinkFaults()
         self._changes: list[PresenceChange] = []
         self._sha: str | None = None
         self._lost = False
@@ -134,13 +129,10 @@ class RedisPresenceSink:
     async def on_assign(self, partitions: set[int]) -> None:
         """Nothing per partition: the ts compare makes replays harmless."""
 
-    async def flush(self) -> None:
+    async def flush(self) -> FlushResult:
         """Apply the buffer in one pipelined round trip; keep it on any failure."""
         if not self._changes:
-            return
-        delay = self.faults.before_write()
-        if delay:
-            await asyncio.sleep(delay)
+            return FlushResult()
         self._lost = False
         try:
             applied = await self._apply()
@@ -154,12 +146,9 @@ class RedisPresenceSink:
             self._changes.clear()
             raise SourceRewind("Redis holds no presence state: replaying the presence topic")
         stale = len(applied) - sum(1 for r in applied if r == 1)
-        if stale:
-            metrics.SINK_STALE_CHANGES.inc(stale)
-        metrics.SINK_BATCHES.labels(self.name).inc()
-        metrics.SINK_ROWS.labels(self.name).inc(len(self._changes))
+        written = len(self._changes)
         self._changes.clear()
-        self.faults.after_write()
+        return FlushResult(batches=1, rows=written, stale=stale)
 
     @property
     def marker_key(self) -> str:

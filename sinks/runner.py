@@ -10,9 +10,13 @@ This loop reads the sink's input topic with manual commits and, for each batch:
    consumer stays in its group and reads nothing new) — nothing is committed, nothing dropped;
 3. commits the offsets just past the flushed records, and only those.
 
-A :class:`PermanentSinkError` (a batch that can never be written, e.g. a schema mismatch) stops the loop loudly.
-A rebalance flushes and commits what is buffered; if that fails, the buffer is dropped and every partition is
-rewound to its last commit, so the records are read again (by whichever sink owns them next).
+A :class:`~sinks.shape.PermanentSinkError` (a batch that can never be written, e.g. a schema mismatch) stops the
+loop loudly; a :class:`~sinks.shape.SourceRewind` drops the buffer and re-reads every assigned partition from its
+start. A rebalance flushes and commits what is buffered; if that fails, the buffer is dropped and every partition
+is rewound to its last commit, so the records are read again (by whichever sink owns them next).
+
+The loop owns every sink metric: failures, retries, latency and backend state as it sees them, and what each
+flush reports (:class:`~sinks.shape.FlushResult`: batches, rows, stale changes, skipped replays).
 """
 
 from __future__ import annotations
@@ -21,45 +25,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from aiokafka.structs import ConsumerRecord
 
 from csync import metrics
+from sinks.shape import BatchSink, FlushResult, PermanentSinkError, SourceRewind
 
 log = logging.getLogger(__name__)
-
-
-class PermanentSinkError(RuntimeError):
-    """A batch that retrying cannot write (bad schema, undecodable record): the sink must stop."""
-
-
-class SourceRewind(Exception):  # noqa: N818 - a request to the loop, not a failure
-    """The sink's store lost its state: drop the buffer and re-read every assigned partition from the start."""
-
-
-class BatchSink(Protocol):
-    """What the loop drives."""
-
-    name: str
-
-    def add(self, record: ConsumerRecord[Any, Any]) -> None:
-        """Buffer one input record (raise PermanentSinkError if it can never be written)."""
-
-    def __len__(self) -> int:
-        """Records buffered since the last flush."""
-
-    async def flush(self) -> None:
-        """Write the buffer in one round trip and clear it; on failure keep it intact for a retry."""
-
-    def discard(self) -> None:
-        """Forget the buffer (its records will be read again)."""
-
-    async def on_assign(self, partitions: set[int]) -> None:
-        """Partitions were assigned (load whatever per-partition state the sink keeps)."""
 
 
 class Backoff:
@@ -90,7 +63,6 @@ class SinkLoop:
         max_batch: int = 5000,
         flush_when_idle: bool = False,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.consumer = consumer
         self.sink = sink
@@ -98,7 +70,6 @@ class SinkLoop:
         self.max_batch = max_batch
         self.flush_when_idle = flush_when_idle
         self.backoff = backoff or Backoff()
-        self._sleep = sleep
         self._next: dict[TopicPartition, int] = {}  # offset after the last buffered record
         self._lock = asyncio.Lock()  # the loop and the rebalance listener never flush at once
         self.backend_ok = True  # the last write succeeded: readiness of the sink process
@@ -159,7 +130,7 @@ class SinkLoop:
             while True:
                 started = time.perf_counter()
                 try:
-                    await self.sink.flush()
+                    result = await self.sink.flush()
                 except SourceRewind as exc:
                     log.warning("%s sink: %s", name, exc)
                     self.sink.discard()
@@ -191,6 +162,7 @@ class SinkLoop:
                     metrics.SINK_RETRIES.labels(name).inc()
                     continue
                 metrics.SINK_BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+                self._count(result)
                 metrics.SINK_BACKEND_UP.labels(name).set(1)
                 self.backend_ok = True
                 self.backoff.reset()
@@ -201,11 +173,19 @@ class SinkLoop:
                 if still:
                     self.consumer.resume(*still)
 
+    def _count(self, result: FlushResult) -> None:
+        """Record what a successful flush did."""
+        name = self.sink.name
+        if result.batches:
+            metrics.SINK_BATCHES.labels(name).inc(result.batches)
+            metrics.SINK_ROWS.labels(name).inc(result.rows)
+        if result.stale:
+            metrics.SINK_STALE_CHANGES.inc(result.stale)
+        if result.replays:
+            metrics.SINK_REPLAY_SKIPPED.labels(name).inc(result.replays)
+
     async def _idle(self, delay: float) -> None:
         """Wait ``delay`` s while paused; polling (not sleeping) keeps the consumer in its group."""
-        if self._sleep is not asyncio.sleep:
-            await self._sleep(delay)
-            return
         late = await self.consumer.getmany(timeout_ms=int(delay * 1000))
         for tp, records in late.items():  # fetched just before the pause: keep them, in order
             for record in records:
@@ -218,7 +198,10 @@ class SinkLoop:
             if not self._next:
                 return
             try:
-                await asyncio.wait_for(self.sink.flush(), timeout=max(5.0, self.flush_interval_s))
+                result = await asyncio.wait_for(
+                    self.sink.flush(), timeout=max(5.0, self.flush_interval_s)
+                )
+                self._count(result)
                 await self.consumer.commit(dict(self._next))
             except Exception:
                 log.warning(

@@ -20,10 +20,11 @@ from csync.settings import Settings
 from ops.endpoints import OpsServer
 from sinks.clickhouse_client import clickhouse_client, redact_url
 from sinks.clickhouse_sink import ClickHouseUsageSink
-from sinks.faults import SinkFaults
+from sinks.faults import with_faults
 from sinks.migrate import migrate
 from sinks.redis_presence import RedisPresenceSink
-from sinks.runner import BatchSink, SinkLoop
+from sinks.runner import SinkLoop
+from sinks.shape import BatchSink
 from sinks.usage_read import read_app
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,8 @@ async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = N
     runner = web.AppRunner(read_app(client, settings.clickhouse_database))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.usage_read_port).start()
-    sink = ClickHouseUsageSink(
-        client,
-        settings.clickhouse_database,
-        faults=SinkFaults.parse(settings.sink_fault_injection),
+    sink = with_faults(
+        ClickHouseUsageSink(client, settings.clickhouse_database), settings.sink_fault_injection
     )
     try:
         # About one insert per second whatever the load: ClickHouse wants few, large inserts.
@@ -118,11 +117,9 @@ async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) 
         _stop_on_signals(stop)
     ops = OpsServer("sink-redis", settings.sink_redis_metrics_port)
     redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    sink = RedisPresenceSink(
-        redis,
-        key_prefix=settings.key_prefix,
-        ttl_s=settings.presence_ttl_s,
-        faults=SinkFaults.parse(settings.sink_fault_injection),
+    sink = with_faults(
+        RedisPresenceSink(redis, key_prefix=settings.key_prefix, ttl_s=settings.presence_ttl_s),
+        settings.sink_fault_injection,
     )
     try:
         # A teacher waits for this one: flush often, and at once when nothing more is waiting.

@@ -17,10 +17,11 @@ from csync.settings import Settings
 from schemas.internal import PresenceChange, UsagePartial, UsageRow
 from sinks.clickhouse_client import clickhouse_client
 from sinks.clickhouse_sink import ClickHouseUsageSink
-from sinks.faults import SimulatedCrash, SinkFaults
+from sinks.faults import FaultySink, SimulatedCrash, SinkFaults
 from sinks.migrate import migrate
 from sinks.redis_presence import RedisPresenceSink
-from sinks.runner import BatchSink, SinkLoop
+from sinks.runner import SinkLoop
+from sinks.shape import BatchSink
 from sinks.usage_read import fetch_from_sink, read_app
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -99,7 +100,7 @@ async def test_clickhouse_sink_crash_before_commit_replays_without_double_count(
     expected_ms = sum(ms for p in data for *_, ms in p.rows)
     group = settings.sink_group_clickhouse
     # First life: crash after the second insert, before its commit.
-    first = ClickHouseUsageSink(client, db, faults=SinkFaults(crash_after_insert=2))
+    first = FaultySink(ClickHouseUsageSink(client, db), SinkFaults(crash_after_insert=2))
     with pytest.raises(SimulatedCrash):
         await run_loop(settings, settings.topic_usage_cells, group, first, lambda: False)
     written = total_ms()
@@ -153,8 +154,9 @@ async def test_redis_sink_loop_survives_failures_and_redelivery(
     prefix = settings.key_prefix
     try:
         # Three injected write failures, then a crash after the first successful batch (before commit).
-        sink = RedisPresenceSink(
-            redis, key_prefix=prefix, faults=SinkFaults(fail_inserts=3, crash_after_insert=1)
+        sink = FaultySink(
+            RedisPresenceSink(redis, key_prefix=prefix),
+            SinkFaults(fail_inserts=3, crash_after_insert=1),
         )
         with pytest.raises(SimulatedCrash):
             await run_loop(settings, settings.topic_presence, "g-redis", sink, lambda: False)

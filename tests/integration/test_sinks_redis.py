@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.internal import PresenceChange
 from sinks.redis_presence import RedisPresenceSink
-from sinks.runner import SourceRewind
+from sinks.shape import FlushResult, SourceRewind
 
 pytestmark = pytest.mark.redis
 
@@ -103,10 +103,10 @@ def as_record(c: PresenceChange, offset: int = 0) -> ConsumerRecord[bytes, bytes
     return ConsumerRecord("p", 0, offset, 0, 0, c.key, value, None, len(c.key), len(value), [])
 
 
-async def apply(sink: RedisPresenceSink, *changes: PresenceChange) -> None:
+async def apply(sink: RedisPresenceSink, *changes: PresenceChange) -> FlushResult:
     for i, c in enumerate(changes):
         sink.add(as_record(c, i))
-    await sink.flush()
+    return await sink.flush()
 
 
 async def snapshot(redis: Redis, prefix: str) -> dict[str, object]:
@@ -147,10 +147,12 @@ async def test_older_change_never_overwrites_newer(redis: Redis, prefix: str) ->
     sink = RedisPresenceSink(redis, key_prefix=prefix, rewind_when_empty=False)
     key = f"{prefix}:presence:d1:s1"
     await apply(sink, change(ts=5_000, sub_app="new"))
-    await apply(sink, change(ts=4_999, sub_app="old"))  # a later batch, older state
+    stale = await apply(sink, change(ts=4_999, sub_app="old"))  # a later batch, older state
     assert (await redis.hgetall(key))["sub_app"] == "new"
+    assert stale == FlushResult(batches=1, rows=1, stale=1)  # what the loop counts as stale
     # Within one batch as well.
-    await apply(sink, change(ts=7_000, sub_app="seven"), change(ts=6_000, sub_app="six"))
+    both = await apply(sink, change(ts=7_000, sub_app="seven"), change(ts=6_000, sub_app="six"))
+    assert both == FlushResult(batches=1, rows=2, stale=1)
     assert (await redis.hgetall(key))["sub_app"] == "seven"
     # Equal ts: the later record wins.
     await apply(sink, change(ts=7_000, sub_app="seven-b"))

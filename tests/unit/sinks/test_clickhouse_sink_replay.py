@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 from schemas.internal import UsagePartial
 from sinks.clickhouse_client import clickhouse_client
 from sinks.clickhouse_sink import ClickHouseUsageSink
-from sinks.faults import SimulatedCrash, SinkFaults
+from sinks.faults import FaultySink, SimulatedCrash, SinkFaults
 from sinks.migrate import migrate
 
 pytestmark = pytest.mark.clickhouse
@@ -85,7 +85,7 @@ async def test_replays_of_both_formats_add_nothing(db: tuple[Client, str]) -> No
     ps = partials(24)
     records = records_of(ps)
     # First life: 14 records inserted, then the process dies before committing offsets.
-    first = ClickHouseUsageSink(client, name, faults=SinkFaults(crash_after_insert=1))
+    first = FaultySink(ClickHouseUsageSink(client, name), SinkFaults(crash_after_insert=1))
     await first.on_assign({0, 1})
     for r in records[:14]:
         first.add(r)
@@ -142,7 +142,7 @@ async def test_a_resent_partial_read_again_after_a_sink_restart_adds_nothing(
         *records_of(ps),
         record(ps[9], 5, old_format=False),
     ]  # the last one: a copy of record 9
-    first = ClickHouseUsageSink(client, name, faults=SinkFaults(crash_after_insert=1))
+    first = FaultySink(ClickHouseUsageSink(client, name), SinkFaults(crash_after_insert=1))
     await first.on_assign({0, 1})
     for r in records:
         first.add(r)

@@ -1,14 +1,18 @@
-"""The shared sink loop against a scripted consumer: when it flushes, and that it commits only after a flush."""
+"""The shared sink loop against a scripted consumer: when it flushes, that it commits only after a flush, what it
+does on failures, and that it records the metrics of what each flush reports."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
-from sinks.runner import SinkLoop
+from sinks.runner import Backoff, SinkLoop
+from sinks.shape import FlushResult, PermanentSinkError, SourceRewind
 
 TP = TopicPartition("t", 0)
 
@@ -53,9 +57,11 @@ class ListSink:
     def __len__(self) -> int:
         return len(self.buffer)
 
-    async def flush(self) -> None:
+    async def flush(self) -> FlushResult:
         self.log.append(("flush", list(self.buffer)))
+        written = len(self.buffer)
         self.buffer.clear()
+        return FlushResult(batches=1, rows=written)
 
     def discard(self) -> None:
         self.buffer.clear()
@@ -92,3 +98,103 @@ async def test_without_flush_when_idle_an_empty_poll_does_not_flush() -> None:
     # The ClickHouse sink's shape: one flush per interval, here only the final one on the way out.
     log = await _run([[0, 1], [], [2], []], flush_interval_s=60)
     assert log == [("flush", [0, 1, 2]), ("commit", 3)]
+
+
+class FailingSink(ListSink):
+    """Raises the scripted exceptions on its first flushes, then writes; reports ``report`` per write."""
+
+    def __init__(
+        self, log: list[tuple[str, Any]], errors: list[Exception], report: FlushResult
+    ) -> None:
+        super().__init__(log)
+        self.errors = errors
+        self.report = report
+        self.name = f"test-{id(self)}"
+
+    async def flush(self) -> FlushResult:
+        if self.errors:
+            self.log.append(("fail", list(self.buffer)))
+            raise self.errors.pop(0)
+        await super().flush()
+        return self.report
+
+
+class RewindingConsumer(ScriptedConsumer):
+    def pause(self, *tps: TopicPartition) -> None:
+        self.log.append(("pause", len(tps)))
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.log.append(("resume", len(tps)))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.log.append(("seek", offset))
+
+
+def _sample(name: str, sink: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"sink": sink})
+    return 0.0 if value is None else value
+
+
+async def test_a_transient_failure_is_retried_and_nothing_is_committed_before_the_write() -> None:
+    stop = asyncio.Event()
+    consumer = RewindingConsumer([[0, 1]], stop)
+    sink = FailingSink(consumer.log, [ConnectionError("down")], FlushResult(batches=1, rows=2))
+    loop = SinkLoop(consumer, sink, flush_interval_s=60, backoff=Backoff(first=0.001))
+    await asyncio.wait_for(loop.run(stop), 5)
+    log = [entry for entry in consumer.log if entry[0] != "poll"]
+    assert log == [("fail", [0, 1]), ("pause", 1), ("flush", [0, 1]), ("resume", 1), ("commit", 2)]
+    assert (
+        REGISTRY.get_sample_value(
+            "csync_sink_failures_total", {"sink": sink.name, "kind": "transient"}
+        )
+        == 1
+    )
+    assert _sample("csync_sink_retries_total", sink.name) == 1
+    assert loop.backend_ok
+
+
+async def test_a_rewind_drops_the_buffer_commits_nothing_and_reads_from_the_start() -> None:
+    stop = asyncio.Event()
+    consumer = RewindingConsumer([[5, 6]], stop)
+    sink = FailingSink(consumer.log, [SourceRewind("store lost its state")], FlushResult())
+    loop = SinkLoop(consumer, sink, flush_interval_s=60)
+    await asyncio.wait_for(loop.run(stop), 5)
+    log = [entry for entry in consumer.log if entry[0] != "poll"]
+    assert log == [("fail", [5, 6]), ("seek", 0)]
+    assert sink.buffer == []
+
+
+async def test_a_permanent_failure_stops_the_loop_without_a_commit() -> None:
+    stop = asyncio.Event()
+    consumer = RewindingConsumer([[0]], stop)
+    sink = FailingSink(consumer.log, [PermanentSinkError("schema")], FlushResult())
+    loop = SinkLoop(consumer, sink, flush_interval_s=60)
+    with pytest.raises(PermanentSinkError):
+        await asyncio.wait_for(loop.run(stop), 5)
+    assert not any(kind == "commit" for kind, _ in consumer.log)
+    assert not loop.backend_ok
+
+
+async def test_the_loop_records_what_each_flush_reports() -> None:
+    stop = asyncio.Event()
+    consumer = ScriptedConsumer([[0, 1, 2]], stop)
+    report = FlushResult(batches=1, rows=40, stale=3, replays=2)
+    sink = FailingSink(consumer.log, [], report)
+    stale_before = REGISTRY.get_sample_value("csync_sink_stale_changes_total") or 0.0
+    await asyncio.wait_for(SinkLoop(consumer, sink, flush_interval_s=60).run(stop), 5)
+    assert _sample("csync_sink_batches_total", sink.name) == 1
+    assert _sample("csync_sink_rows_total", sink.name) == 40
+    assert _sample("csync_sink_replay_skipped_total", sink.name) == 2
+    assert REGISTRY.get_sample_value("csync_sink_stale_changes_total") == stale_before + 3
+    assert _sample("csync_sink_batch_seconds_count", sink.name) == 1
+
+
+async def test_a_flush_that_wrote_nothing_counts_no_batch() -> None:
+    # Every record was a replay already in the store: the flush skips them and writes nothing.
+    stop = asyncio.Event()
+    consumer = ScriptedConsumer([[0, 1]], stop)
+    sink = FailingSink(consumer.log, [], FlushResult(replays=2))
+    await asyncio.wait_for(SinkLoop(consumer, sink, flush_interval_s=60).run(stop), 5)
+    assert _sample("csync_sink_batches_total", sink.name) == 0
+    assert _sample("csync_sink_replay_skipped_total", sink.name) == 2
+    assert ("commit", 2) in consumer.log

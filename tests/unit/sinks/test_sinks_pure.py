@@ -23,7 +23,8 @@ from sinks.clickhouse_sink import ClickHouseUsageSink, dedup_token
 from sinks.faults import InjectedFailure, SimulatedCrash, SinkFaults
 from sinks.migrate import check_identifier, daily_public_view_sql, load_migrations
 from sinks.redis_presence import change_call
-from sinks.runner import Backoff, PermanentSinkError
+from sinks.runner import Backoff
+from sinks.shape import PermanentSinkError
 from sinks.usage_read import parse_range
 
 
