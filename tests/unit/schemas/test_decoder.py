@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import decoder
+from schemas import decoder, envelope_columns, event_rules
 from schemas.decoder import (
     Decoded,
     Limits,
@@ -210,11 +210,11 @@ def test_limits_are_honoured() -> None:
 
 
 def test_id_cache_stays_bounded_and_never_holds_invalid_ids() -> None:
-    for i in range(decoder._CACHE_MAX + 10):
-        assert decoder._id_ok(f"s{i}")
-    assert len(decoder._valid_ids) <= decoder._CACHE_MAX
-    assert not decoder._id_ok("bad id")
-    assert "bad id" not in decoder._valid_ids
+    for i in range(event_rules.ID_CACHE_MAX + 10):
+        assert event_rules.id_ok(f"s{i}")
+    assert len(event_rules.valid_ids) <= event_rules.ID_CACHE_MAX
+    assert not event_rules.id_ok("bad id")
+    assert "bad id" not in event_rules.valid_ids
 
 
 _id = st.text(alphabet="abcXYZ019_.-", min_size=1, max_size=64)
@@ -273,9 +273,9 @@ def test_envelope_fast_path_equals_per_member_path(
     raw = orjson.dumps(members)
     parsed = orjson.loads(raw)
     window = (NOW - 72 * 3_600_000, NOW + 300_000)
-    expected = decoder._envelope_per_member(parsed, *window)
+    expected = decoder.envelope_per_member(parsed, *window)
     assert decode_record(raw, NOW) == expected
-    fast = decoder._envelope_fast(orjson.loads(raw), *window)
+    fast = envelope_columns.envelope_fast(orjson.loads(raw), *window)
     assert fast is None or fast == expected
     if all(not m for m in mutations) and not odd_member:
         assert fast is not None  # plain valid envelopes take the fast path
@@ -309,9 +309,9 @@ def test_envelope_fast_path_equals_per_member_path_on_edge_cases(
     raw = orjson.dumps(members)
     window = (NOW - 72 * 3_600_000, NOW + 300_000)
     for _ in range(2):  # the second time with the url cache filled
-        expected = decoder._envelope_per_member(orjson.loads(raw), *window)
+        expected = decoder.envelope_per_member(orjson.loads(raw), *window)
         assert decode_record(raw, NOW) == expected
-        fast = decoder._envelope_fast(orjson.loads(raw), *window)
+        fast = envelope_columns.envelope_fast(orjson.loads(raw), *window)
         assert fast is None or fast == expected
 
 
@@ -321,7 +321,7 @@ def test_envelope_column_reads_leave_non_objects_to_the_per_member_path(odd: Any
     must send the envelope to the per-member path (never raise, never be accepted)."""
     members = [event(), odd, event(event_id="e3")]
     window = (NOW - 72 * 3_600_000, NOW + 300_000)
-    assert decoder._envelope_fast(orjson.loads(orjson.dumps(members)), *window) is None
+    assert envelope_columns.envelope_fast(orjson.loads(orjson.dumps(members)), *window) is None
     outcomes = decode_record(orjson.dumps(members), NOW)
     assert [o.event is not None for o in outcomes] == [True, False, True]
-    assert outcomes == decoder._envelope_per_member(orjson.loads(orjson.dumps(members)), *window)
+    assert outcomes == decoder.envelope_per_member(orjson.loads(orjson.dumps(members)), *window)
