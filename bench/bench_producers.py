@@ -68,8 +68,8 @@ from producers.simulator_model import (
     generate_relative,
     shift_items,
     span_of,
-    wire_object,
 )
+from producers.simulator_wire import wire_object
 from schemas.event import ActivityEvent
 
 CONFIG = SimulationConfig(seed=1, districts=2, schools_per_district=4, classes_per_school=8)

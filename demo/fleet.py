@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import orjson
 
-from producers.simulator_model import SimItem, SimulationConfig, Student, wire_object
+from producers.simulator_model import SimItem, SimulationConfig, Student
+from producers.simulator_wire import wire_object
 from schemas.event import ActivityEvent
 
 BATCH = 500

@@ -51,6 +51,7 @@ from demo.dashboard import ProcessRow, Snapshot, render, render_text
 from demo.fleet import CollectorFleet
 from demo.processes import Child, Supervisor, raise_on_signals, restore_signals, sweep
 from demo.report import Reading, write_report
+from producers.roster_loader import write_oneroster
 from producers.simulator_model import SimulationConfig, Student, build_population
 
 DEMO_TEACHER = "t-demo"
@@ -127,30 +128,6 @@ def live_students(options: DemoOptions) -> tuple[str, list[Student]]:
     )
     district = f"d-{options.districts + 1:03d}"
     return district, [s for s in build_population(config) if s.district_id == district]
-
-
-def write_oneroster(folder: Path, students: list[Student]) -> None:
-    """A OneRoster 1.1 CSV export (users, classes, enrollments) of synthetic students."""
-    import csv
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "users.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sourcedId", "status", "enabledUser", "role", "givenName", "familyName"])
-        for s in students:
-            given, _, family = s.name.partition(" ")
-            w.writerow([s.student_id, "active", "true", "student", given, family])
-    with (folder / "classes.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sourcedId", "status", "title"])
-        w.writerows([c, "active", c] for c in sorted({c for s in students for c in s.classes}))
-    with (folder / "enrollments.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sourcedId", "status", "classSourcedId", "userSourcedId", "role"])
-        for s in students:
-            w.writerows(
-                [f"en-{s.student_id}-{c}", "active", c, s.student_id, "student"] for c in s.classes
-            )
 
 
 class Rates:

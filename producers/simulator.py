@@ -1,9 +1,9 @@
 """Send simulated device activity to Kafka (``csync simulate``), pacing it like a real school day.
 
 The model (:mod:`producers.simulator_model`) gives items in delivery order. Here they are paced
-(the school-day schedule compressed by ``speed``, capped at ``rate`` events/s), grouped into
-per-partition envelopes (CONTRACT §2a) or sent one per record with key
-``{district_id}:{student_id}``, and produced with an idempotent aiokafka producer. The ground
+(the school-day schedule compressed by ``speed``, capped at ``rate`` events/s), made into records
+(:mod:`producers.simulator_records`: per-partition envelopes, CONTRACT §2a, or one event per record with key
+``{district_id}:{student_id}``) and produced with an idempotent aiokafka producer. The ground
 truth is computed over exactly the valid events whose records Kafka acknowledged.
 
 Event times: the simulated day is placed so that it catches up with the wall clock at the end of
@@ -14,13 +14,11 @@ the run (``start = now - span + span / speed``): no event is ever in the future,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -28,10 +26,8 @@ from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
 from producers.envelopes import EnvelopeBuilder
-from producers.partitioner import partition_for_key
 from producers.simulator_model import (
     ActivityGenerator,
-    InvalidEvent,
     SimItem,
     SimulationConfig,
     Student,
@@ -39,8 +35,15 @@ from producers.simulator_model import (
     generate_relative,
     shift_items,
     span_of,
-    wire_bytes,
 )
+from producers.simulator_records import (
+    UNPACED_BATCH,
+    Record,
+    build_records,
+    partitions_of,
+    prepare_records,
+)
+from producers.simulator_wire import wire_bytes
 from producers.truth import TruthParams, ground_truth, save_truth
 from schemas.event import ActivityEvent
 from schemas.roster import roster_key
@@ -49,10 +52,6 @@ from schemas.roster import roster_key
 # ~0.2 KiB of envelope bytes when an unpaced burst is prepared whole: ~1.4 GB at the limit); larger
 # counts are generated while sending, after a dry run that measures the day's span.
 MAX_ITEMS_AHEAD = 2_000_000
-# Items per step when sending unpaced (speed 0, no rate cap) and per chunk of prepare_records.
-# Much smaller steps make the producer send smaller batches (its linger runs out between steps)
-# and grow its batch buffers in many more reallocations.
-_UNPACED_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -116,56 +115,6 @@ def simulated_span_ms(
 def place_day(now_ms: int, span_ms: int, speed: float) -> int:
     """``start_ms`` of the simulated day so that its events catch up with ``now_ms`` at the end."""
     return int(now_ms - span_ms + (span_ms / speed if speed else 0))
-
-
-_STUDENT = itemgetter(3, 4)  # (district_id, student_id) of an ActivityEvent
-
-
-def _record_key(item: SimItem) -> bytes:
-    if isinstance(item, InvalidEvent):
-        return item.key.encode()
-    return item.student_key.encode()
-
-
-def _partitions_of(
-    items: list[SimItem], partitions: int, known: dict[tuple[str, str], int]
-) -> list[int]:
-    """Each item's partition; computed once per student (``known`` caches them), not per item."""
-    with contextlib.suppress(KeyError, IndexError):  # fast path: valid events of known students
-        return list(map(known.__getitem__, map(_STUDENT, items)))
-    out: list[int] = []
-    append = out.append
-    for item in items:
-        if type(item) is ActivityEvent:
-            student = (item[3], item[4])  # (district_id, student_id)
-            partition = known.get(student)
-            if partition is None:
-                partition = partition_for_key(item.student_key.encode(), partitions)
-                known[student] = partition
-            append(partition)
-        else:
-            append(partition_for_key(_record_key(item), partitions))
-    return out
-
-
-def build_records(
-    items: list[SimItem], partitions: int, single: bool, wires: list[bytes] | None = None
-) -> list[tuple[int, bytes | None, bytes, list[SimItem]]]:
-    """``(partition, key, value, items)`` records: single events, or per-partition envelopes.
-
-    ``wires`` are the items' JSON bytes (:func:`wire_bytes`) if already made. Envelopes are cut
-    at 1,000 events or 1 MiB, in order, so a student's events stay in order.
-    """
-    if wires is None:
-        wires = wire_bytes(items)
-    if single:
-        return [
-            (partition_for_key(key := _record_key(i), partitions), key, wire, [i])
-            for i, wire in zip(items, wires, strict=True)
-        ]
-    builder = EnvelopeBuilder[SimItem]()
-    records = builder.add(_partitions_of(items, partitions, {}), items, wires)
-    return records + builder.flush()
 
 
 async def produce_roster(producer: AIOKafkaProducer, topic: str, students: list[Student]) -> int:
@@ -243,28 +192,10 @@ async def run_simulation(
     return report
 
 
-def prepare_records(
-    items: list[SimItem], partitions: int, single: bool
-) -> list[tuple[int, bytes | None, bytes, list[SimItem]]]:
-    """The records of ``items`` as :func:`build_records` makes them, with envelopes full across
-    the whole list (made in chunks: each chunk's per-event bytes are freed once joined)."""
-    records: list[tuple[int, bytes | None, bytes, list[SimItem]]] = []
-    envelopes = EnvelopeBuilder[SimItem]()
-    known: dict[tuple[str, str], int] = {}
-    for start in range(0, len(items), _UNPACED_BATCH):
-        chunk = items[start : start + _UNPACED_BATCH]
-        wires = wire_bytes(chunk)
-        if single:
-            records += build_records(chunk, partitions, True, wires)
-        else:
-            records += envelopes.add(_partitions_of(chunk, partitions, known), chunk, wires)
-    return records + envelopes.flush()
-
-
 async def _send_prepared(
     producer: AIOKafkaProducer,
     topic: str,
-    records: list[tuple[int, bytes | None, bytes, list[SimItem]]],
+    records: list[Record],
     report: SendReport,
     clock: Callable[[], float],
     progress: TextIO | None,
@@ -325,8 +256,8 @@ async def _send_loop(
         batch: list[SimItem] = []
         if not paced:
             # Unpaced: take a whole batch without per-item clock reads; the deadline is checked
-            # per batch of at most _UNPACED_BATCH items (a few milliseconds of work).
-            want = _UNPACED_BATCH
+            # per batch of at most UNPACED_BATCH items (a few milliseconds of work).
+            want = UNPACED_BATCH
             if options.count is not None:
                 want = max(1, min(want, options.count - sent))
             batch = list(islice(items, want))
@@ -359,7 +290,7 @@ async def _send_loop(
             records = build_records(batch, partitions, True, batch_wires)
         else:
             # Full envelopes leave at once; a paced window also sends its partial ones.
-            records = envelopes.add(_partitions_of(batch, partitions, known), batch, batch_wires)
+            records = envelopes.add(partitions_of(batch, partitions, known), batch, batch_wires)
             if paced or done:
                 records += envelopes.flush()
         for partition, key, value, members in records:

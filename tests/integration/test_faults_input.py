@@ -37,8 +37,8 @@ from producers.simulator_model import (
     InvalidEvent,
     SimulationConfig,
     build_population,
-    wire_object,
 )
+from producers.simulator_wire import wire_object
 from schemas.decoder import EventOutcome, Reason, decode_record
 from schemas.event import ActivityEvent
 from tests.integration.e2e_harness import (

@@ -17,9 +17,8 @@ from producers.simulator_model import (
     shift_items,
     span_of,
     valid_events,
-    wire_bytes,
-    wire_object,
 )
+from producers.simulator_wire import wire_bytes, wire_object
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import decode_record
 from schemas.event import ActivityEvent
