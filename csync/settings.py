@@ -1,8 +1,9 @@
 """One settings object for every process, parsed once at start and passed explicitly.
 
 Every field reads an environment variable of the same name in upper case (``kafka_bootstrap`` ←
-``KAFKA_BOOTSTRAP``). Defaults are the contract's defaults (CONTRACT.md); the README, the demo and the tests use
-them. Nothing here is read at import time: call :func:`Settings.from_env` in ``main``.
+``KAFKA_BOOTSTRAP``). Defaults are the contract's defaults (docs/contract.md); the README, the demo and the tests
+use them. Nothing here is read at import time: call :func:`Settings.from_env` in ``main`` (a ``csync`` command
+takes its settings from :mod:`csync.config`).
 """
 
 from __future__ import annotations

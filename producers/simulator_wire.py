@@ -65,7 +65,7 @@ def _escape_free(text: str, quotes: int, backslashes: int) -> bool:
 
 
 def wire_bytes(items: list[SimItem]) -> list[bytes]:
-    """``orjson.dumps(wire_object(item))`` of every item, about four times cheaper.
+    """``orjson.dumps(wire_object(item))`` of every item: the same bytes, made faster.
 
     The model's strings (ids formatted from numbers, apps and kinds from the catalogue) need no
     JSON escaping, so its events are formatted straight from their tuples, with no dict per

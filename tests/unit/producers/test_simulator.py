@@ -7,8 +7,8 @@ from collections import defaultdict
 import pytest
 
 from producers.partitioner import partition_for_key
-from producers.simulator_records import build_records, prepare_records
 from producers.simulator_model import InvalidEvent, SimItem, SimulationConfig, generate
+from producers.simulator_records import build_records, prepare_records
 from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS, decode_record
 from schemas.event import ActivityEvent
 
