@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import struct
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -24,7 +25,7 @@ from sinks.faults import InjectedFailure, SimulatedCrash, SinkFaults
 from sinks.migrate import check_identifier, daily_public_view_sql, load_migrations
 from sinks.redis_presence import change_call
 from sinks.runner import Backoff
-from sinks.shape import PermanentSinkError
+from sinks.shape import FlushResult, PermanentSinkError
 from sinks.usage_read import parse_range
 
 
@@ -123,6 +124,28 @@ def test_a_partial_sent_again_at_a_later_offset_adds_only_its_offset() -> None:
     assert table.column("active_ms").to_pylist() == [0, 10, 20]
     assert table.column("src_offset").to_pylist() == [13, 14, 14]
     assert sink._ranges == {0: (13, 14, 2)}
+
+
+class _ProgressOnly:
+    """A client that answers the progress query (partition 1 written up to offset 5) and nothing else."""
+
+    def query(self, sql: str) -> SimpleNamespace:
+        assert "sink_progress" in sql
+        return SimpleNamespace(result_rows=[(1, 5)])
+
+
+async def test_skipped_replays_are_reported_once_by_the_next_flush() -> None:
+    sink = ClickHouseUsageSink(client=_ProgressOnly(), database="usage")  # type: ignore[arg-type]
+    await sink.on_assign({1})
+    for offset in range(4):  # all at or below the offset ClickHouse already holds
+        sink.add(_usage_record(1, offset))
+    assert len(sink) == 0
+    # Nothing to insert (the client could not take an insert), but the loop learns what was skipped.
+    assert await sink.flush() == FlushResult(replays=4)
+    assert await sink.flush() == FlushResult()
+    sink.add(_usage_record(1, 5))
+    sink.discard()  # dropped buffer: its records are read again and counted then
+    assert await sink.flush() == FlushResult()
 
 
 def test_a_record_read_again_is_not_taken_for_a_copy_of_itself() -> None:
