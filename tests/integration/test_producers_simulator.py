@@ -74,7 +74,7 @@ async def test_simulator_sends_what_its_truth_says(
         # Generated while sending (as a count too large to prepare is), in several steps whose
         # envelopes carry over from one step to the next.
         monkeypatch.setattr(simulator, "MAX_ITEMS_AHEAD", 0)
-        monkeypatch.setattr(simulator, "_UNPACED_BATCH", 700)
+        monkeypatch.setattr(simulator, "UNPACED_BATCH", 700)
     options = SendOptions(count=3000, speed=0, single=single)
     report = await run_simulation(kafka_settings, CONFIG, options, progress=io.StringIO())
     assert report.events_sent + report.invalid_sent == 3000
