@@ -52,7 +52,9 @@ class Api:
 
 @pytest.fixture
 async def api(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Api]:
-    settings = make_settings(teacher_stream_poll_s=0.05)
+    settings = make_settings(
+        teacher_stream_poll_s=0.05, monitoring_days="mon-sun", monitoring_hours="00:00-24:00"
+    )
     redis = Redis.from_url(settings.redis_url)
     p = settings.key_prefix
     for (district, student), fields in HASHES.items():
@@ -79,7 +81,7 @@ async def test_teacher_sees_only_name_online_and_sub_app_of_their_class(api: Api
     assert resp.headers["Cache-Control"] == "no-store"
     text = await resp.text()
     body = orjson.loads(text)
-    assert set(body) == {"class_id", "students"}
+    assert set(body) == {"class_id", "monitoring", "students"} and body["monitoring"] == "on"
     students = body["students"]
     assert [(s["name"], s["online"], s["sub_app"]) for s in students] == [
         ("Ada", True, "fractions"),
