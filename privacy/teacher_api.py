@@ -8,7 +8,7 @@ whether they are on the ClassroomSync app, and which sub-app they are currently 
   (HMAC under a per-process key), so a UI can track rows without ever receiving a student id. ``app`` and
   ``ts`` are never read from Redis (HMGET of the three whitelisted fields only), so they cannot leak.
 - ``GET /v1/classes/{class_id}/presence/stream`` → Server-Sent Events: an ``event: presence`` with the same
-  body whenever the view changes, a comment line as keep-alive. Implemented by polling Redis every
+  body whenever the view changes, ``event: ping`` after 15 s of silence. Implemented by polling Redis every
   ``TEACHER_STREAM_POLL_S``: keyspace notifications would need ``notify-keyspace-events`` server-wide (a config
   the Redis sink does not control, and CPU for every write of every district) and are lost on reconnect; a
   poll of one class is one SMEMBERS plus one pipeline. The token is re-checked on every poll, so revoking it

@@ -20,6 +20,7 @@ rules, monitoring hours and audit are the bearer API's (:class:`privacy.teacher_
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -259,3 +260,25 @@ def add_page_routes(app: web.Application, ctx: TeacherContext) -> None:
     app.router.add_post("/v1/sign-in-codes", routes.sign_in_code)
     app.router.add_get("/v1/page/classes/{class_id}", routes.class_view)
     app.router.add_get("/v1/page/classes/{class_id}/stream", routes.class_stream)
+
+
+def page_invitation(host: str, port: int, token: str, class_id: str) -> str:
+    """One line for a launcher to print: the class page's URL and a fresh one-time sign-in code.
+
+    The URL carries no secret (a URL ends up in history, logs and referrers); the code works once, for
+    ``TEACHER_SIGN_IN_CODE_TTL_S``, and only on this server.
+    """
+    base = f"http://{host}:{port}"
+    request = urllib.request.Request(  # noqa: S310 - the local teacher API, http by construction
+        f"{base}/v1/sign-in-codes", method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            answer = orjson.loads(response.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return f"teacher page: {base}/ (no sign-in code: {type(exc).__name__})"
+    minutes = int(answer["expires_in_s"]) // 60
+    return (
+        f"teacher page: {base}/#/class/{class_id} — sign in with the one-time code "
+        f"{answer['code']} (works once, for {minutes} min)"
+    )

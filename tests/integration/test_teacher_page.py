@@ -33,6 +33,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from csync import stack as local_stack
 from csync.settings import Settings
 from privacy.teacher_tokens import issue_token, revoke_teacher
+from privacy.teacher_web import page_invitation
 from producers.simulator import SendOptions
 from producers.simulator_model import SimulationConfig, Student
 from tests.browser import artifact, chromium
@@ -432,16 +433,15 @@ async def test_the_page_is_served_with_a_strict_policy_and_no_inline_script(worl
 
 
 async def test_a_one_time_code_signs_in_once(world: World) -> None:
-    request = urllib.request.Request(  # noqa: S310 - a local http URL of the test
-        f"{world.api.url}/v1/sign-in-codes",
-        method="POST",
-        headers={"Authorization": f"Bearer {world.token['t2']}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        code = orjson.loads(response.read())["code"]
+    """What ``make demo`` prints: the class page's URL without any secret, and a one-time code."""
+    line = page_invitation("127.0.0.1", world.api.port, world.token["t2"], world.class_b)
+    match = re.fullmatch(r"teacher page: (\S+) — sign in with the one-time code (\S+) \(.*\)", line)
+    assert match is not None, line
+    url, code = match.groups()
+    assert url == f"{world.api.url}/#/class/{world.class_b}" and world.token["t2"] not in line
     context = await _context(world, "phone")
     page = await context.new_page()
-    await _sign_in(page, world.api.url, code, world.class_b)
+    await _sign_in(page, url.split("/#/")[0], code, world.class_b)
     await expect(page.locator("#students li")).to_have_count(len(world.members(world.class_b)))
     await page.screenshot(path=artifact("teacher-class-phone-b.png"), full_page=True)
     other = await context.browser.new_context() if context.browser else None
