@@ -363,6 +363,67 @@ async def test_the_page_shows_staleness_and_reconnects_after_an_api_restart(worl
     await context.close()
 
 
+class Link:
+    """A TCP hop between the browser and the API that the test can cut (every connection closed, new ones
+    refused) and restore: a network drop, as a Wi-Fi hiccup does it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = local_stack.free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await src.read(65536):
+                    dst.write(chunk)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+                self.writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_the_page_shows_staleness_and_reconnects_after_a_network_drop(world: World) -> None:
+    link = Link(world.api.port)
+    await link.up()
+    context = await _context(world)
+    page = await context.new_page()
+    await _sign_in(page, f"http://127.0.0.1:{link.port}", world.token["t1"], world.class_a)
+    live = page.locator("#live")
+    await expect(live).to_have_attribute("data-state", "live", timeout=10_000)
+    await link.cut()
+    dropped = time.monotonic()
+    await expect(live).to_have_attribute("data-state", "stale", timeout=20_000)
+    say(f"page stale {time.monotonic() - dropped:.1f}s after the network dropped")
+    await asyncio.sleep(3)  # a few failed reconnects while the network is down
+    await link.up()
+    back = time.monotonic()
+    await expect(live).to_have_attribute("data-state", "live", timeout=20_000)
+    say(f"page live again {time.monotonic() - back:.1f}s after the network came back")
+    await expect(page.locator("#sign-in")).to_be_hidden()
+    await expect(page.locator("#students li")).to_have_count(len(world.members(world.class_a)))
+    await context.close()
+    await link.cut()
+
+
 async def test_revoking_the_token_signs_the_page_out(world: World) -> None:
     context = await _context(world)
     page = await context.new_page()
