@@ -18,6 +18,7 @@ Times are wall-clock local times; a range ends before its end minute (``08:00-08
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from csync.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -194,3 +197,43 @@ def monitoring_hours(settings: Settings) -> MonitoringHours:
     except OSError as exc:
         raise MonitoringError(f"cannot read the schedule file {path}: {exc.strerror}") from exc
     return MonitoringHours(defaults.district(), parse_schedule(raw, defaults))
+
+
+@dataclass(slots=True)
+class LiveHours:
+    """The monitoring hours of the settings, following the schedule file as the district edits it.
+
+    The file is re-read when its inode, size or mtime change, so a new term's periods apply without a
+    restart. A file that becomes unreadable or malformed closes monitoring everywhere until it is fixed
+    (failing closed: a teacher briefly sees nothing rather than a class outside its hours); the error is
+    logged once and kept in :attr:`problem`.
+    """
+
+    settings: Settings
+    problem: str = ""
+    _hours: MonitoringHours | None = None
+    _stamp: tuple[int, int, int] | None = None
+
+    def current(self) -> MonitoringHours:
+        path = self.settings.monitoring_schedule_path
+        if self._hours is not None and not path:
+            return self._hours
+        try:
+            st = Path(path).stat() if path else None
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
+            if self._hours is None or stamp != self._stamp:
+                self._hours, self._stamp, self.problem = monitoring_hours(self.settings), stamp, ""
+        except (OSError, MonitoringError) as exc:
+            problem = str(exc) if isinstance(exc, MonitoringError) else "schedule file missing"
+            if problem != self.problem:
+                log.error("monitoring is off everywhere until the schedule is fixed: %s", problem)
+            self.problem = problem
+            zone_ = zone(self.settings.monitoring_timezone)
+            self._hours, self._stamp = MonitoringHours(DistrictHours(zone_, ())), None
+        return self._hours
+
+    def of(self, district_id: str) -> DistrictHours:
+        return self.current().of(district_id)
+
+    def is_open(self, district_id: str, class_id: str, now: dt.datetime) -> bool:
+        return self.current().is_open(district_id, class_id, now)

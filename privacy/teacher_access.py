@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from csync.settings import Settings
 from privacy.audit import AuditLog
-from privacy.monitoring_hours import MonitoringHours
+from privacy.monitoring_hours import LiveHours, MonitoringHours
 from privacy.sessions import SessionStore
 from privacy.teacher_tokens import Teacher, TokenBook
 from schemas.roster import is_valid_id
@@ -78,7 +78,7 @@ class TeacherContext:
     redis: Redis
     book: TokenBook
     audit: AuditLog
-    hours: MonitoringHours
+    hours: MonitoringHours | LiveHours
     sessions: SessionStore
     row_key: bytes
     clock: Callable[[], dt.datetime] = utc_now

@@ -40,7 +40,7 @@ from redis.asyncio import Redis
 
 from csync.settings import Settings
 from privacy.audit import AuditLog
-from privacy.monitoring_hours import MonitoringHours, monitoring_hours
+from privacy.monitoring_hours import LiveHours, MonitoringHours
 from privacy.sessions import SessionStore
 from privacy.teacher_access import TeacherContext, decide, read_hashes, row_id, text, utc_now
 from privacy.teacher_tokens import Teacher, TokenBook
@@ -204,7 +204,7 @@ def teacher_app(
         redis=redis,
         book=book,
         audit=audit,
-        hours=hours or monitoring_hours(settings),
+        hours=hours or LiveHours(settings),
         sessions=sessions or SessionStore.from_settings(settings),
         row_key=row_key or secrets.token_bytes(32),
         clock=utc_now,

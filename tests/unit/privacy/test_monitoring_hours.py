@@ -11,6 +11,7 @@ import pytest
 from csync.settings import Settings
 from privacy.monitoring_hours import (
     Defaults,
+    LiveHours,
     MonitoringError,
     monitoring_hours,
     parse_days,
@@ -98,3 +99,23 @@ def test_bad_schedules_and_settings_are_refused_with_a_clear_error(tmp_path: Pat
         monitoring_hours(hours_of(monitoring_timezone="Nowhere/Town"))
     with pytest.raises(MonitoringError, match="cannot read"):
         monitoring_hours(hours_of(monitoring_schedule_path=str(tmp_path / "missing.json")))
+
+
+def test_live_hours_follow_the_schedule_file_and_fail_closed(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.json"
+
+    def write(hours: str) -> None:
+        path.write_bytes(orjson.dumps({"version": 1, "districts": {"d1": {"hours": hours}}}))
+
+    write("07:00-09:00")
+    live = LiveHours(hours_of(monitoring_schedule_path=str(path)))
+    assert live.is_open("d1", "c-1", MON_0800_UTC)
+    write("10:00-12:00,13:00-14:00")  # a new term (another size: mtime can be coarse)
+    assert not live.is_open("d1", "c-1", MON_0800_UTC)
+    assert live.is_open("d1", "c-1", MON_0800_UTC.replace(hour=11))
+    path.write_text("{ broken")
+    assert not live.is_open("d1", "c-1", MON_0800_UTC.replace(hour=11))
+    assert not live.is_open("d2", "c-1", MON_0800_UTC)  # every district, not only d1
+    assert "malformed" in live.problem
+    write("07:00-09:00")
+    assert live.is_open("d1", "c-1", MON_0800_UTC) and live.problem == ""
