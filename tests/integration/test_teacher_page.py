@@ -266,6 +266,9 @@ async def test_sign_in_open_a_class_and_every_tile_matches_the_truth(world: Worl
     page.on("dialog", lambda d: dialogs.append(d.message))
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await page.goto(world.api.url + "/")
+    await expect(page.locator("#sign-in")).to_be_visible()
+    await page.screenshot(path=artifact("teacher-sign-in.png"))
     await _sign_in(page, world.api.url, world.token["t1"])
     link = page.get_by_role("link", name=f"Class {world.class_a}")
     await expect(page.get_by_role("link", name=re.compile("^Class "))).to_have_count(1)
