@@ -13,21 +13,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from csync import stack as local_stack
@@ -38,13 +34,18 @@ from producers.simulator import SendOptions
 from producers.simulator_model import SimulationConfig, Student
 from tests.browser import artifact, chromium
 from tests.integration.e2e_harness import (
-    ROOT,
     Pipeline,
     expected_presence,
-    pipeline_settings,
-    process_env,
     say,
     truth_of,
+)
+from tests.integration.page_harness import (
+    ApiProc,
+    Link,
+    page_settings,
+    produce,
+    redis_sink_caught_up,
+    teacher_api,
 )
 
 pytestmark = [
@@ -59,44 +60,6 @@ CONFIG = SimulationConfig(seed=11, districts=1, schools_per_district=1, classes_
                           students_per_class=14, classes_per_student=1)  # fmt: skip
 ALWAYS = {"monitoring_days": "mon-sun", "monitoring_hours": "00:00-24:00"}
 SIZES = {"desktop": (1440, 900), "chromebook": (1366, 768), "phone": (390, 844)}
-
-
-@dataclass
-class ApiProc:
-    """A ``csync teacher-api`` process and how to start it again on the same port."""
-
-    env: dict[str, str]
-    port: int
-    log: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "csync.cli", "teacher-api"],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not local_stack.port_open(self.port):
-            assert self.popen.poll() is None, self.log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "teacher API did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
 
 
 @dataclass
@@ -123,52 +86,12 @@ class World:
         return keys
 
 
-def _settings(local: local_stack.Stack, root: Path) -> Settings:
-    unique = uuid.uuid4().hex[:10]
-    base = Settings.from_env(
-        env={},
-        kafka_bootstrap=local.kafka_bootstrap,
-        redis_url=local.redis_url,
-        clickhouse_url=f"chdb://{root / 'no-chdb'}",
-        topic_activity=f"t{unique}-device-activity.v1",
-        topic_roster=f"t{unique}-roster.v1",
-        topic_dlq=f"t{unique}-device-activity.dlq.v1",
-        topic_presence=f"t{unique}-presence.v1",
-        topic_usage_cells=f"t{unique}-usage-cells.v1",
-        partitions=4,
-        key_prefix=f"cs{unique}",
-        clickhouse_database=f"usage_{unique}",
-        data_dir=str(root / "data"),
-    )
-    return pipeline_settings(base)
-
-
-async def _redis_sink_caught_up(pipeline: Pipeline) -> bool:
-    s = pipeline.s
-    return await pipeline.group_behind(s.sink_group_redis, s.topic_presence) == 0
-
-
-async def _produce(settings: Settings, topic: str, key: str, value: dict[str, Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, orjson.dumps(value), key=key.encode())
-    finally:
-        await producer.stop()
-
-
-def _api(settings: Settings, root: Path, name: str, **extra: Any) -> ApiProc:
-    port = local_stack.free_port()
-    env = process_env(settings, teacher_api_port=port, **extra)
-    return ApiProc(env, port, root / f"{name}.log")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
     local_services: local_stack.Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
     root = tmp_path_factory.mktemp("teacher-page")
-    settings = _settings(local_services, root)
+    settings = page_settings(local_services, root)
     pipeline = Pipeline(settings, root / "pipeline")
     await pipeline.create_topics()
     pipeline.start_worker(0)
@@ -182,11 +105,11 @@ async def world(
         classes = sorted({c for s in population for c in s.classes})
         class_a, class_b = classes[0], classes[1]
         # A rostered student with a hostile name and no event yet: shown as text, "no activity today".
-        await _produce(settings, settings.topic_roster, f"{district}:xss-1",
+        await produce(settings, settings.topic_roster, f"{district}:xss-1",
                        {"name": XSS, "classes": [class_a]})  # fmt: skip
         started = time.monotonic()
         await pipeline.wait_worker_caught_up(120)
-        await pipeline.wait_for("the Redis sink", lambda: _redis_sink_caught_up(pipeline), 120)
+        await pipeline.wait_for("the Redis sink", lambda: redis_sink_caught_up(pipeline), 120)
         say(f"pipeline caught up in {time.monotonic() - started:.1f}s")
         expected = expected_presence(truth_of(report, settings), population)
         expected[(district, "xss-1")] = {"name": XSS, "online": "0", "app": "", "sub_app": "",
@@ -199,14 +122,14 @@ async def world(
             "t3": issue_token(tokens, "t3", district, [class_a]),
         }
         audit, closed_audit = root / "audit.log", root / "audit-closed.log"
-        api = _api(settings, root, "teacher-api", teacher_tokens_path=tokens,
+        api = teacher_api(settings, root, "teacher-api", teacher_tokens_path=tokens,
                    audit_log_path=audit, **ALWAYS)  # fmt: skip
         tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%a").lower()
         schedule = root / "schedule.json"
         schedule.write_bytes(orjson.dumps({"version": 1, "districts": {district: {
             "days": "mon-sun", "hours": "00:00-24:00",
             "classes": {class_a: [f"{tomorrow} 00:00-24:00"]}}}}))  # fmt: skip
-        closed_api = _api(settings, root, "teacher-api-closed", teacher_tokens_path=tokens,
+        closed_api = teacher_api(settings, root, "teacher-api-closed", teacher_tokens_path=tokens,
                           audit_log_path=closed_audit, monitoring_schedule_path=schedule,
                           redis_url="redis://127.0.0.1:1/0",
                           teacher_sessions_path=root / "closed-sessions.json")  # fmt: skip
@@ -320,7 +243,7 @@ async def test_a_tile_follows_an_app_switch_within_two_seconds(world: World) -> 
                  "student_id": student.student_id, "device_id": student.devices[0],
                  "app": "math", "sub_app": sub_app}  # fmt: skip
         sent = time.time()
-        await _produce(world.settings, world.settings.topic_activity,
+        await produce(world.settings, world.settings.topic_activity,
                        f"{student.district_id}:{student.student_id}", event)  # fmt: skip
 
         async def redis_changed(want: str = sub_app) -> float:
@@ -364,44 +287,6 @@ async def test_the_page_shows_staleness_and_reconnects_after_an_api_restart(worl
     await expect(page.locator("#sign-in")).to_be_hidden()  # the session outlived the restart
     await expect(page.locator("#students li")).to_have_count(len(world.members(world.class_a)))
     await context.close()
-
-
-class Link:
-    """A TCP hop between the browser and the API that the test can cut (every connection closed, new ones
-    refused) and restore: a network drop, as a Wi-Fi hiccup does it."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = local_stack.free_port()
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.writers):
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while chunk := await src.read(65536):
-                    dst.write(chunk)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-                self.writers.discard(dst)
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 async def test_the_page_shows_staleness_and_reconnects_after_a_network_drop(world: World) -> None:
