@@ -96,8 +96,10 @@ async def security_headers(
     """Strict CSP and friends on every response that does not set its own."""
     try:
         response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+    except web.HTTPException as exc:  # 404, 405 …: the same headers on the way out
+        for name, value in SECURITY_HEADERS.items():
+            exc.headers.setdefault(name, value)
+        raise
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response

@@ -246,3 +246,15 @@ async def test_outside_monitoring_hours_nothing_is_read_from_redis(
         await unreachable.aclose()
     statuses = [(e["action"], e["status"]) for e in api.audit.tail(5)]
     assert ("teacher.presence", "monitoring-off") in statuses
+
+
+async def test_unknown_paths_and_assets_are_404_with_the_same_strict_headers(api: Api) -> None:
+    for path in ("/static/secrets.txt", "/static/..%2Fteacher_api.py", "/nowhere"):
+        resp = await api.client.get(path)
+        assert resp.status == 404, path
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    page = await api.client.get("/")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    js = await api.client.get("/static/class.js")
+    assert js.headers["Content-Type"].startswith("text/javascript")
