@@ -179,8 +179,26 @@ class Settings:
     """Port of ``csync teacher-api``."""
     teacher_tokens_path: str = ""
     """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{DATA_DIR}/teacher_tokens.json``."""
-    teacher_stream_poll_s: float = 2.0
-    """How often the live teacher view (SSE) re-reads a class from Redis."""
+    teacher_stream_poll_s: float = 1.0
+    """How often the live teacher view (SSE) re-reads a class from Redis (the page promises a change
+    within 2 s: one poll plus the Redis sink's flush)."""
+    teacher_session_ttl_s: int = 8 * 3600
+    """Lifetime of a teacher page session (HttpOnly cookie) from sign-in: one school day at most."""
+    teacher_sessions_path: str = ""
+    """Sessions of the teacher page (hashes only, survives an API restart); empty =
+    ``{DATA_DIR}/teacher_sessions.json``."""
+    teacher_sign_in_code_ttl_s: int = 600
+    """A one-time sign-in code (``POST /v1/sign-in-codes``) is accepted once within this many seconds."""
+    monitoring_days: str = "mon-fri"
+    """School days on which teacher views show anything (``mon-fri``, ``mon,wed,fri``, ``mon-sun``)."""
+    monitoring_hours: str = "07:00-17:00"
+    """Hours of those days, local time, comma separated ranges (``07:30-12:00,12:30-15:30``;
+    ``00:00-24:00`` = all day). Outside them the teacher API reads nothing from Redis."""
+    monitoring_timezone: str = "UTC"
+    """IANA time zone of the district (``America/Chicago``): monitoring hours and "today" use it."""
+    monitoring_schedule_path: str = ""
+    """Optional JSON file of per-district hours and per-class periods (privacy/monitoring_hours.py);
+    districts and classes it does not name use the three settings above."""
     audit_log_path: str = ""
     """Append-only audit log (JSON lines); empty = ``{DATA_DIR}/audit/audit.log``."""
     audit_max_bytes: int = 10 * 1024 * 1024

@@ -51,6 +51,7 @@ from demo.dashboard import ProcessRow, Snapshot, render, render_text
 from demo.fleet import CollectorFleet
 from demo.processes import Child, Supervisor, raise_on_signals, restore_signals, sweep
 from demo.report import Reading, write_report
+from privacy.teacher_web import page_invitation
 from producers.roster_loader import write_oneroster
 from producers.simulator_model import SimulationConfig, Student, build_population
 
@@ -200,6 +201,8 @@ class Demo:
             collector_port=free(),
             collector_metrics_port=free(),
             teacher_api_port=free(),
+            monitoring_days="mon-sun",  # a demo's school day runs at any hour
+            monitoring_hours="00:00-24:00",
             teacher_tokens_path=str(self.dir / "teacher_tokens.json"),
             collector_tokens_file=str(self.dir / "collector_tokens.json"),
             audit_log_path=str(self.dir / "audit" / "audit.log"),
@@ -311,6 +314,8 @@ class Demo:
         if waiting:
             self.notes.append(f"not answering after 90 s: {', '.join(waiting)}")
         self.say("pipeline up: " + ", ".join(self.children))
+        self.say(page_invitation(s.teacher_api_host, s.teacher_api_port, self.teacher_token,
+                                 self.class_id))  # fmt: skip
 
     def start_simulator(self) -> Child:
         assert self.supervisor is not None  # noqa: S101

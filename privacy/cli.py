@@ -93,13 +93,18 @@ def retention(no_clickhouse: bool) -> None:
 def teacher_api() -> None:
     """Serve the teacher presence view on TEACHER_API_HOST:TEACHER_API_PORT."""
     from privacy.audit import AuditLog
+    from privacy.monitoring_hours import MonitoringError, monitoring_hours
     from privacy.teacher_api import serve
     from privacy.teacher_tokens import TokenBook, tokens_path
 
     settings = load_settings()
+    try:
+        monitoring_hours(settings)  # refuse bad hours before serving anything
+    except MonitoringError as exc:
+        raise click.UsageError(f"monitoring hours: {exc}") from exc
     book = TokenBook(tokens_path(settings))
     click.echo(
-        f"teacher API on http://{settings.teacher_api_host}:{settings.teacher_api_port} "
+        f"teacher API and page on http://{settings.teacher_api_host}:{settings.teacher_api_port}/ "
         f"(tokens: {tokens_path(settings)})"
     )
     asyncio.run(serve(settings, book, AuditLog.from_settings(settings)))

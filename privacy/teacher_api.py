@@ -8,11 +8,17 @@ whether they are on the ClassroomSync app, and which sub-app they are currently 
   (HMAC under a per-process key), so a UI can track rows without ever receiving a student id. ``app`` and
   ``ts`` are never read from Redis (HMGET of the three whitelisted fields only), so they cannot leak.
 - ``GET /v1/classes/{class_id}/presence/stream`` → Server-Sent Events: an ``event: presence`` with the same
-  body whenever the view changes, a comment line as keep-alive. Implemented by polling Redis every
+  body whenever the view changes, ``event: ping`` after 15 s of silence. Implemented by polling Redis every
   ``TEACHER_STREAM_POLL_S``: keyspace notifications would need ``notify-keyspace-events`` server-wide (a config
   the Redis sink does not control, and CPU for every write of every district) and are lost on reconnect; a
   poll of one class is one SMEMBERS plus one pipeline. The token is re-checked on every poll, so revoking it
   ends the stream.
+
+Monitoring hours (:mod:`privacy.monitoring_hours`): outside them an allowed request gets
+``{"class_id", "monitoring": "off"}`` (the stream: ``event: monitoring``) and nothing is read from Redis;
+inside them bodies carry ``"monitoring": "on"``.
+
+The teacher's web page (:mod:`privacy.teacher_web`) is served by the same application, same origin.
 
 Access rules: a missing, malformed or unknown bearer token → 401. A class the token's teacher does not teach →
 403, with the same body whether the class exists in another district, in no district, or is not even a valid
@@ -24,8 +30,6 @@ student data. Responses carry ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,18 +40,18 @@ from redis.asyncio import Redis
 
 from csync.settings import Settings
 from privacy.audit import AuditLog
+from privacy.monitoring_hours import LiveHours, MonitoringHours
+from privacy.sessions import SessionStore
+from privacy.teacher_access import TeacherContext, decide, read_hashes, row_id, text, utc_now
 from privacy.teacher_tokens import Teacher, TokenBook
-from schemas.roster import is_valid_id
 
 VIEW_FIELDS = ("name", "online", "sub_app")  # the only fields read from a presence hash
 ROW_FIELDS = ("row", "name", "online", "sub_app")  # the only fields a teacher receives
 KEEPALIVE_S = 15.0
 NO_STORE = {"Cache-Control": "no-store"}
+OFF = {"monitoring": "off"}
 
-
-def row_id(key: bytes, class_id: str, student_id: str) -> str:
-    """An opaque row id for a student in a class: unlinkable across classes and server restarts."""
-    return hmac.new(key, f"{class_id}\x00{student_id}".encode(), hashlib.sha256).hexdigest()[:16]
+__all__ = ["ROW_FIELDS", "class_view", "decide", "read_class", "serve", "teacher_app"]
 
 
 def class_view(
@@ -60,51 +64,29 @@ def class_view(
     """
     rows: list[dict[str, Any]] = []
     for student, (name, online, sub_app) in zip(members, hashes, strict=True):
-        is_online = _text(online) == "1"
+        is_online = text(online) == "1"
         rows.append(
             {
                 "row": row_id(row_key, class_id, student),
-                "name": _text(name),
+                "name": text(name),
                 "online": is_online,
-                "sub_app": _text(sub_app) if is_online else "",
+                "sub_app": text(sub_app) if is_online else "",
             }
         )
     rows.sort(key=lambda r: (r["name"].casefold(), r["row"]))
     return rows
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def decide(teacher: Teacher | None, class_id: str) -> int:
-    """The access rule (pure): 401 without a teacher, 403 unless they teach the class, else 200."""
-    if teacher is None:
-        return 401
-    if not is_valid_id(class_id) or class_id not in teacher.classes:
-        return 403
-    return 200
-
-
 async def read_class(
     redis: Redis, prefix: str, district_id: str, class_id: str, row_key: bytes
 ) -> list[dict[str, Any]]:
-    """The class view from Redis: SMEMBERS of the class set, then one pipeline of HMGETs."""
-    members = sorted(
-        _text(m) for m in await redis.smembers(f"{prefix}:class:{district_id}:{class_id}")
-    )
-    if not members:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for student in members:
-        pipe.hmget(f"{prefix}:presence:{district_id}:{student}", list(VIEW_FIELDS))
-    hashes = await pipe.execute()
+    """The class view from Redis (``name``, ``online``, ``sub_app`` of each member)."""
+    members, hashes = await read_hashes(redis, prefix, district_id, class_id, VIEW_FIELDS)
     return class_view(class_id, members, hashes, row_key)
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer(request: web.Request) -> str | None:
+    """The bearer token of a request, or ``None``."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -118,6 +100,91 @@ DENIED = {
 }
 
 
+def denied(status: int) -> web.Response:
+    body, headers = DENIED[status]
+    return web.json_response(body, status=status, headers={**NO_STORE, **headers})
+
+
+def add_api_routes(app: web.Application, ctx: TeacherContext) -> None:
+    """The bearer-token JSON and SSE routes."""
+    prefix = ctx.settings.key_prefix
+
+    async def presence(request: web.Request) -> web.Response:
+        class_id = request.match_info["class_id"]
+        teacher = ctx.book.authenticate(bearer(request))
+        status, on = await ctx.gate(teacher, "teacher.presence", class_id)
+        if status != 200:
+            return denied(status)
+        assert teacher is not None  # noqa: S101 - gate returned 200
+        if not on:
+            return web.json_response({"class_id": class_id, **OFF}, headers=NO_STORE)
+        rows = await read_class(ctx.redis, prefix, teacher.district_id, class_id, ctx.row_key)
+        body = {"class_id": class_id, "monitoring": "on", "students": rows}
+        return web.json_response(body, headers=NO_STORE)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        class_id = request.match_info["class_id"]
+        teacher = ctx.book.authenticate(bearer(request))
+        status, _on = await ctx.gate(teacher, "teacher.presence.stream", class_id)
+        if status != 200:
+            return denied(status)
+        assert teacher is not None  # noqa: S101
+
+        def current() -> Teacher | None:
+            return ctx.book.authenticate(bearer(request))
+
+        async def view(who: Teacher) -> bytes:
+            rows = await read_class(ctx.redis, prefix, who.district_id, class_id, ctx.row_key)
+            return orjson.dumps({"class_id": class_id, "monitoring": "on", "students": rows})
+
+        return await sse(request, ctx, class_id, current, view)
+
+    app.router.add_get("/v1/classes/{class_id}/presence", presence)
+    app.router.add_get("/v1/classes/{class_id}/presence/stream", stream)
+
+
+async def sse(
+    request: web.Request,
+    ctx: TeacherContext,
+    class_id: str,
+    current: Callable[[], Teacher | None],
+    view: Callable[[Teacher], Awaitable[bytes]],
+    ping_s: float = KEEPALIVE_S,
+) -> web.StreamResponse:
+    """Server-Sent Events of a class: ``presence`` when the view changes, ``monitoring`` when monitoring
+    goes off (then Redis is not read until it is on again), ``revoked`` when access ends, ``ping`` every
+    ``ping_s`` of silence. Access is re-checked before every read."""
+    response = web.StreamResponse(
+        headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    await response.write(b"retry: 1000\n\n")  # reconnect after one second, not the default three
+    last: bytes | None = None
+    idle = 0.0
+    poll_s = ctx.settings.teacher_stream_poll_s
+    try:
+        while True:
+            teacher = current()
+            if decide(teacher, class_id) != 200:
+                await response.write(b"event: revoked\ndata: {}\n\n")
+                break
+            assert teacher is not None  # noqa: S101 - decide returned 200
+            on = ctx.monitoring_on(teacher, class_id)
+            body = await view(teacher) if on else orjson.dumps({"class_id": class_id, **OFF})
+            if body != last:
+                kind = b"presence" if on else b"monitoring"
+                await response.write(b"event: " + kind + b"\ndata: " + body + b"\n\n")
+                last, idle = body, 0.0
+            elif idle >= ping_s:
+                await response.write(b"event: ping\ndata: {}\n\n")
+                idle = 0.0
+            await asyncio.sleep(poll_s)
+            idle += poll_s
+    except ConnectionResetError:
+        pass  # the teacher closed the page
+    return response
+
+
 def teacher_app(
     settings: Settings,
     redis: Redis,
@@ -125,83 +192,26 @@ def teacher_app(
     audit: AuditLog,
     *,
     row_key: bytes | None = None,
+    hours: MonitoringHours | None = None,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
-    """The aiohttp application (routes, auth, audit); the caller owns ``redis``."""
-    key = row_key or secrets.token_bytes(32)
-    prefix = settings.key_prefix
-    poll_s = settings.teacher_stream_poll_s
+    """The aiohttp application (bearer API and the teacher page); the caller owns ``redis``."""
+    # Imported here: the page's routes build on this module's SSE loop and denial answers.
+    from privacy.teacher_web import add_page_routes, security_headers
 
-    async def record(teacher: Teacher | None, action: str, class_id: str, status: int) -> None:
-        who = f"teacher:{teacher.teacher_id}" if teacher else "anonymous"
-        target = f"class:{class_id}" if is_valid_id(class_id) else "class:(invalid id)"
-        # fsync'd append off the event loop: the request is audited before it is answered.
-        await asyncio.to_thread(audit.append, who, action, target, status=str(status))
-
-    async def gate(
-        request: web.Request, action: str
-    ) -> tuple[Teacher | None, str, web.Response | None]:
-        class_id = request.match_info["class_id"]
-        teacher = book.authenticate(_bearer(request))
-        status = decide(teacher, class_id)
-        await record(teacher, action, class_id, status)
-        if status != 200:
-            body, headers = DENIED[status]
-            return (
-                teacher,
-                class_id,
-                web.json_response(body, status=status, headers={**NO_STORE, **headers}),
-            )
-        return teacher, class_id, None
-
-    async def presence(request: web.Request) -> web.Response:
-        teacher, class_id, denied = await gate(request, "teacher.presence")
-        if denied is not None:
-            return denied
-        assert teacher is not None  # noqa: S101 - gate returned 200
-        rows = await read_class(redis, prefix, teacher.district_id, class_id, key)
-        return web.json_response({"class_id": class_id, "students": rows}, headers=NO_STORE)
-
-    async def stream(request: web.Request) -> web.StreamResponse:
-        teacher, class_id, denied = await gate(request, "teacher.presence.stream")
-        if denied is not None:
-            return denied
-        assert teacher is not None  # noqa: S101
-        response = web.StreamResponse(
-            headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
-        )
-        await response.prepare(request)
-        last: bytes | None = None
-        idle = 0.0
-        try:
-            while True:
-                if decide(book.authenticate(_bearer(request)), class_id) != 200:
-                    await response.write(b"event: revoked\ndata: {}\n\n")
-                    break
-                rows = await read_class(redis, prefix, teacher.district_id, class_id, key)
-                body = orjson.dumps({"class_id": class_id, "students": rows})
-                if body != last:
-                    await response.write(b"event: presence\ndata: " + body + b"\n\n")
-                    last, idle = body, 0.0
-                elif idle >= KEEPALIVE_S:
-                    await response.write(b": keep-alive\n\n")
-                    idle = 0.0
-                await asyncio.sleep(poll_s)
-                idle += poll_s
-        except ConnectionResetError:
-            pass  # the teacher closed the page
-        return response
-
-    @web.middleware
-    async def no_store(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        response = await handler(request)
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    app = web.Application(middlewares=[no_store])
-    app.router.add_get("/v1/classes/{class_id}/presence", presence)
-    app.router.add_get("/v1/classes/{class_id}/presence/stream", stream)
+    ctx = TeacherContext(
+        settings=settings,
+        redis=redis,
+        book=book,
+        audit=audit,
+        hours=hours or LiveHours(settings),
+        sessions=sessions or SessionStore.from_settings(settings),
+        row_key=row_key or secrets.token_bytes(32),
+        clock=utc_now,
+    )
+    app = web.Application(middlewares=[security_headers])
+    add_api_routes(app, ctx)
+    add_page_routes(app, ctx)
     return app
 
 

@@ -69,10 +69,14 @@ class TokenBook:
 
     def authenticate(self, token: str | None) -> Teacher | None:
         """The teacher of ``token``, or ``None``; compares against every entry in constant time each."""
-        self._refresh()
         if not token:
+            self._refresh()
             return None
-        presented = hashlib.sha256(token.encode("utf-8")).digest()
+        return self.authenticate_digest(hashlib.sha256(token.encode("utf-8")).digest())
+
+    def authenticate_digest(self, presented: bytes) -> Teacher | None:
+        """The teacher whose token has this SHA-256 digest (a session re-checks its token by it)."""
+        self._refresh()
         found: Teacher | None = None
         for stored, teacher in self._entries:
             if hmac.compare_digest(stored, presented):

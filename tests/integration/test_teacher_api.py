@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,9 @@ class Api:
 
 @pytest.fixture
 async def api(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Api]:
-    settings = make_settings(teacher_stream_poll_s=0.05)
+    settings = make_settings(
+        teacher_stream_poll_s=0.05, monitoring_days="mon-sun", monitoring_hours="00:00-24:00"
+    )
     redis = Redis.from_url(settings.redis_url)
     p = settings.key_prefix
     for (district, student), fields in HASHES.items():
@@ -79,7 +82,7 @@ async def test_teacher_sees_only_name_online_and_sub_app_of_their_class(api: Api
     assert resp.headers["Cache-Control"] == "no-store"
     text = await resp.text()
     body = orjson.loads(text)
-    assert set(body) == {"class_id", "students"}
+    assert set(body) == {"class_id", "monitoring", "students"} and body["monitoring"] == "on"
     students = body["students"]
     assert [(s["name"], s["online"], s["sub_app"]) for s in students] == [
         ("Ada", True, "fractions"),
@@ -184,3 +187,74 @@ async def test_every_access_is_audited_without_student_data(api: Api) -> None:
     log = (api.audit.path).read_text()
     for student_data in ("Ada", "Bob", "fractions", "s1", api.token):
         assert student_data not in log
+
+
+async def test_page_sign_in_sets_a_strict_http_only_cookie_and_refuses_other_origins(
+    api: Api,
+) -> None:
+    good = {"token": api.token}
+    refused = [
+        await api.client.post("/v1/session", json=good, headers={"Origin": "http://evil.test"}),
+        await api.client.post("/v1/session", data=orjson.dumps(good)),  # not application/json
+        await api.client.post("/v1/session", json={"token": "nope"}),
+        await api.client.post("/v1/session", json={"code": "nope"}),
+    ]
+    assert [r.status for r in refused] == [400, 400, 401, 401]
+    assert all("Set-Cookie" not in r.headers for r in refused)
+    resp = await api.client.post("/v1/session", json=good)
+    assert resp.status == 200
+    assert await resp.json() == {"teacher_id": "t1", "classes": ["c-1"]}
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and api.token not in cookie
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    view = await (await api.client.get("/v1/page/classes/c-1")).json()
+    assert [(s["name"], s["state"], s["sub_app"]) for s in view["students"]] == [
+        ("Ada", "online", "fractions"),
+        ("Bob", "inactive", ""),  # ts 999: long before today
+    ]
+    assert (await api.client.get("/v1/page/classes/c-9")).status == 403
+    await api.client.delete("/v1/session")
+    assert (await api.client.get("/v1/page/classes/c-1")).status == 401
+    actions = [(e["action"], e["status"]) for e in api.audit.tail(10)]
+    assert ("teacher.sign-in", "401") in actions and ("teacher.sign-in", "200") in actions
+
+
+async def test_outside_monitoring_hours_nothing_is_read_from_redis(
+    api: Api, tmp_path: Path
+) -> None:
+    elsewhere = "13:00-14:00" if dt.datetime.now(dt.UTC).hour < 12 else "01:00-02:00"
+    closed = api.settings.replace(monitoring_days="mon-sun", monitoring_hours=elsewhere)
+    # A Redis client at a closed port: any read would fail the request with a 500.
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0")
+    app = teacher_app(closed, unreachable, TokenBook(api.tokens), api.audit)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        resp = await client.get("/v1/classes/c-1/presence", headers=api.auth())
+        assert resp.status == 200
+        assert await resp.json() == {"class_id": "c-1", "monitoring": "off"}
+        denied = await client.get("/v1/classes/c-9/presence", headers=api.auth())
+        assert denied.status == 403  # access is decided before the hour
+        stream = await client.get("/v1/classes/c-1/presence/stream", headers=api.auth())
+        line = b""
+        while not line.startswith(b"event: "):
+            line = await asyncio.wait_for(stream.content.readline(), 5)
+        assert line == b"event: monitoring\n"
+        stream.close()
+    finally:
+        await client.close()
+        await unreachable.aclose()
+    statuses = [(e["action"], e["status"]) for e in api.audit.tail(5)]
+    assert ("teacher.presence", "monitoring-off") in statuses
+
+
+async def test_unknown_paths_and_assets_are_404_with_the_same_strict_headers(api: Api) -> None:
+    for path in ("/static/secrets.txt", "/static/..%2Fteacher_api.py", "/nowhere"):
+        resp = await api.client.get(path)
+        assert resp.status == 404, path
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    page = await api.client.get("/")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    js = await api.client.get("/static/class.js")
+    assert js.headers["Content-Type"].startswith("text/javascript")
