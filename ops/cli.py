@@ -74,14 +74,16 @@ async def _print_lag(settings: Settings, groups: list[str] | None, watch: bool) 
 @click.option(
     "--port", type=int, default=None, help="Port of /metrics (LAG_METRICS_PORT; 0 = free)."
 )
-@click.option("--host", default="127.0.0.1", help="Bind address (0.0.0.0 in a container or pod).")
-def serve(port: int | None, host: str) -> None:
+@click.option(
+    "--host", default=None, help="Bind address (LAG_METRICS_HOST; 0.0.0.0 in a container or pod)."
+)
+def serve(port: int | None, host: str | None) -> None:
     """Run the lag monitor: samples every LAG_SAMPLE_INTERVAL_S, serves /metrics /healthz /readyz."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(None, None)
     if port is not None:
         settings = settings.replace(lag_metrics_port=port)
-    asyncio.run(_serve(settings, host))
+    asyncio.run(_serve(settings, settings.lag_metrics_host if host is None else host))
 
 
 async def _serve(settings: Settings, host: str) -> None:

@@ -32,6 +32,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from csync import metrics
+from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from ops.endpoints import OpsServer
 from producers.partitioner import partition_for_key
@@ -462,6 +463,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         enable_idempotence=True,
         acks="all",
         compression_type=default_compression(),
@@ -498,7 +500,9 @@ async def serve(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
         await site.start()
         # Operators' endpoints on their own loopback port: the devices' port serves devices only.
-        ops = OpsServer("collector", settings.collector_metrics_port)
+        ops = OpsServer(
+            "collector", settings.collector_metrics_port, host=settings.collector_metrics_host
+        )
         ops.add_readiness("kafka", lambda: producer.client.cluster.brokers() != set())
         await ops.start()
         tune_gc()
