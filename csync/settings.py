@@ -156,9 +156,15 @@ class Settings:
     """Bind address of the collector's /metrics, /healthz, /readyz (``0.0.0.0`` in a pod)."""
     collector_metrics_port: int = 9469
     """Port of the collector's /metrics, /healthz, /readyz (never on the devices' port)."""
+    tokens_dir: str = ""
+    """The token store: ``collector_tokens.json`` and ``teacher_tokens.json`` (hashes only) live here, e.g.
+    a mounted Secret with those two keys; empty = ``DATA_DIR``. See :mod:`csync.tokens`."""
+    token_reload_s: float = 1.0
+    """How often a running process looks at its token file for changes (a revoked token is refused
+    within about this long, plus the kubelet's Secret sync delay in a pod)."""
     collector_tokens_file: str = ""
     """JSON ``{"sha256:<hex of token>": district_id}`` of device bearer tokens; empty =
-    ``{DATA_DIR}/collector_tokens.json``. The token decides the district."""
+    ``{TOKENS_DIR}/collector_tokens.json``. The token decides the district."""
     collector_max_body_bytes: int = 1024 * 1024
     """Largest request body the collector accepts, after gzip decoding (413 beyond)."""
     collector_max_events: int = 1000
@@ -245,7 +251,7 @@ class Settings:
     teacher_api_port: int = 8090
     """Port of ``csync teacher-api``."""
     teacher_tokens_path: str = ""
-    """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{DATA_DIR}/teacher_tokens.json``."""
+    """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{TOKENS_DIR}/teacher_tokens.json``."""
     teacher_stream_poll_s: float = 2.0
     """How often the live teacher view (SSE) re-reads a class from Redis."""
     audit_log_path: str = ""

@@ -22,6 +22,7 @@ import gc
 import hashlib
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -34,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 from csync import metrics
 from csync.kafka_client import kafka_options
 from csync.settings import Settings
+from csync.tokens import collector_token_store, collector_tokens_path
 from ops.endpoints import OpsServer
 from producers.partitioner import partition_for_key
 from schemas.decoder import (
@@ -99,7 +101,7 @@ def add_token(path: Path, token: str, district_id: str) -> None:
 
 
 def tokens_path(settings: Settings) -> Path:
-    return Path(settings.collector_tokens_file or Path(settings.data_dir) / "collector_tokens.json")
+    return collector_tokens_path(settings)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class _Pending:
 class Collector:
     """The collector's state: the Kafka producer, the shared batcher, rate limits."""
 
-    def __init__(self, settings: Settings, tokens: dict[str, str], producer: Any) -> None:
+    def __init__(self, settings: Settings, tokens: Mapping[str, str], producer: Any) -> None:
         self.settings = settings
         self.tokens = tokens
         self.producer = producer
@@ -488,7 +490,8 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run the collector until cancelled."""
-    tokens = load_tokens(tokens_path(settings))
+    # Reloaded on change: a revoked token is refused within TOKEN_RELOAD_S, without a restart.
+    tokens = collector_token_store(settings, load_tokens)
     producer = make_producer(settings)
     await producer.start()
     try:
