@@ -173,3 +173,20 @@ def test_compose_file_follows_the_compose_spec() -> None:
     commands = {" ".join(s.get("command", [])) for s in compose["services"].values()}
     for process in PROCESSES:
         assert any(" ".join(process[1:]) in c for c in commands), process
+
+
+def test_the_upgrade_order_selects_setup_then_sinks() -> None:
+    # docs/deploy.md applies `-l app in (csync-settings,csync-setup)`, then the sinks, then the rest.
+    docs = render("district")
+
+    def selected(apps: set[str]) -> set[str]:
+        return {f"{d['kind']}/{d['metadata']['name']}" for d in docs
+                if d["metadata"].get("labels", {}).get("app") in apps}  # fmt: skip
+
+    assert selected({"csync-settings", "csync-setup"}) == {
+        "ConfigMap/csync-settings",
+        "Job/csync-setup",
+    }
+    sinks = selected({"csync-sink-clickhouse", "csync-sink-redis"})
+    assert {"Deployment/csync-sink-clickhouse", "Deployment/csync-sink-redis"} <= sinks
+    assert all(not name.startswith(("Deployment/csync-worker", "Job/")) for name in sinks)
