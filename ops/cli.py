@@ -87,6 +87,7 @@ def serve(port: int | None, host: str | None) -> None:
 
 
 async def _serve(settings: Settings, host: str) -> None:
+    from csync.kafka_client import KafkaSecurityError
     from ops.endpoints import OpsServer
     from ops.lag_monitor import LagMonitor
 
@@ -105,6 +106,8 @@ async def _serve(settings: Settings, host: str) -> None:
             try:
                 await monitor.start()
                 break
+            except KafkaSecurityError:
+                raise  # a rejected login does not get better by retrying
             except Exception as exc:
                 logging.getLogger(__name__).warning("Kafka not reachable yet: %s", exc)
                 await monitor.stop()

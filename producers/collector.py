@@ -33,7 +33,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from csync import metrics
-from csync.kafka_client import kafka_options
+from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings
 from csync.tokens import collector_token_store, collector_tokens_path
 from ops.endpoints import OpsServer
@@ -493,6 +493,7 @@ async def serve(settings: Settings) -> None:
     # Reloaded on change: a revoked token is refused within TOKEN_RELOAD_S, without a restart.
     tokens = collector_token_store(settings, load_tokens)
     producer = make_producer(settings)
+    await check_credentials(settings)  # a rejected login: one clear error, at once
     await producer.start()
     try:
         collector = Collector(settings, tokens, producer)

@@ -15,7 +15,7 @@ import signal
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import check_credentials, kafka_options
 from csync.redis_client import redis_client
 from csync.settings import Settings
 from ops.endpoints import OpsServer
@@ -65,6 +65,7 @@ async def _run(
     ops.add_readiness("backend", lambda: loop.backend_ok)
     consumer.subscribe([topic], listener=loop.listener())
     await ops.start()
+    await check_credentials(settings)  # a rejected login: one clear error, at once
     await consumer.start()
     try:
         await loop.run(stop)

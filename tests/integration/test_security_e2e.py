@@ -25,6 +25,7 @@ from csync import stack as local_stack
 from csync.kafka_client import KafkaSecurityError, check_credentials
 from csync.redis_client import redis_client
 from csync.settings import Settings
+from csync.stack import free_port
 from csync.stack_tls import Pki, make_pki, start_secure_kafka, start_tls_redis
 from csync.topics import create_topics
 from tests.integration.e2e_harness import (
@@ -153,18 +154,23 @@ async def test_wrong_kafka_password_fails_fast_with_a_clear_message(
     assert KAFKA_USER in message and "SCRAM-SHA-512" in message
     assert "KAFKA_SASL_PASSWORD_FILE" in message and "not-the-password" not in message
 
-    # A process started with the wrong password exits on its own, quickly, saying why.
-    env = process_env(wrong)
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "csync.cli", "topics", "create"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    elapsed = time.monotonic() - started
-    assert result.returncode != 0
-    assert "rejected the SCRAM-SHA-512 login" in result.stderr, result.stderr[-2000:]
-    assert "not-the-password" not in result.stdout + result.stderr
-    assert elapsed < 30, f"took {elapsed:.1f}s to fail"
+    # Processes started with the wrong password exit on their own, quickly, saying why.
+    commands = [["topics", "create"], ["sink", "redis"], ["worker"], ["lag", "serve"]]
+    for command in commands:
+        env = process_env(
+            wrong, sink_redis_metrics_port=0, lag_metrics_port=0, worker_web_port=free_port()
+        )
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "csync.cli", *command],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, (command, out[-2000:])
+        assert "rejected the SCRAM-SHA-512 login" in out, (command, out[-2000:])
+        assert "not-the-password" not in out
+        assert elapsed < 30, f"csync {' '.join(command)} took {elapsed:.1f}s to fail"
 
     # Without TLS (the plain protocol on the TLS listener) nothing is served either.
     plain = secure_settings(
