@@ -3,8 +3,8 @@
 #
 # 1. base: a Debian bookworm root filesystem with Python 3.11 made by mmdebstrap, imported with podman as
 #    localhost/classroomsync-base:bookworm (cached: .local/image/base-bookworm.tar, rebuilt only when missing);
-# 2. the wheel of this checkout (python -m build) and its dependencies' wheels (pip download, cached in
-#    .local/image/wheels);
+# 2. the wheel of this checkout (pip wheel → .local/image/dist) and its dependencies' wheels (pip download,
+#    cached in .local/image/wheels);
 # 3. buildah bud --isolation=chroot -f deploy/Containerfile --build-arg BASE=… → localhost/classroomsync:<version>
 #    (also tagged :latest).
 #
@@ -38,14 +38,13 @@ if ! podman image exists "$BASE_REF"; then
 fi
 
 say "wheel of this checkout"
-rm -rf dist
-"$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w dist . >&2 \
-  || "$PYTHON" -m pip wheel -q --no-deps -w dist . >&2
+rm -rf "$CACHE/dist"
+"$PYTHON" -m pip wheel -q --no-deps -w "$CACHE/dist" . >&2
 say "dependency wheels (cached in $CACHE/wheels)"
 "$PYTHON" -m pip download -q -d "$CACHE/wheels" -c constraints.txt \
   --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --implementation cp --abi cp311 \
-  --abi abi3 --abi none --platform any dist/*.whl pip setuptools >&2
+  --abi abi3 --abi none --platform any "$CACHE"/dist/*.whl pip setuptools >&2
 
 say "buildah bud → $IMAGE:$VERSION"
 buildah bud --isolation=chroot --layers=false -q -f deploy/Containerfile \
