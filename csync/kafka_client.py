@@ -65,6 +65,12 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     if protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = ssl_context(settings)
     if protocol.startswith("SASL_"):
+        if not settings.kafka_sasl_username:
+            raise SettingsError(f"KAFKA_SASL_USERNAME is required with {protocol}")
+        if not (settings.kafka_sasl_password or settings.kafka_sasl_password_file):
+            raise SettingsError(
+                f"KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD) is required with {protocol}"
+            )
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = sasl_password(settings)

@@ -323,18 +323,13 @@ class Settings:
                 f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
                 f"got {protocol!r}"
             )
-        if protocol.startswith("SASL_"):
-            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
-                raise SettingsError(
-                    f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)} with "
-                    f"{protocol}, got {self.kafka_sasl_mechanism!r}"
-                )
-            if not self.kafka_sasl_username:
-                raise SettingsError(f"KAFKA_SASL_USERNAME is required with {protocol}")
-            if not (self.kafka_sasl_password or self.kafka_sasl_password_file):
-                raise SettingsError(
-                    f"KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD) is required with {protocol}"
-                )
+        # The user and password are checked when a Kafka client is made (csync.kafka_client): a
+        # process that never talks to Kafka (the teacher API) is not handed Kafka credentials.
+        if protocol.startswith("SASL_") and self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)} with "
+                f"{protocol}, got {self.kafka_sasl_mechanism!r}"
+            )
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise SettingsError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
 

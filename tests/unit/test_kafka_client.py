@@ -54,10 +54,6 @@ def test_ssl_alone_has_no_sasl(tmp_path: Path) -> None:
         ({"kafka_security_protocol": "TLS"}, "KAFKA_SECURITY_PROTOCOL must be one of"),
         ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "GSSAPI"},
          "KAFKA_SASL_MECHANISM must be one of"),
-        ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "PLAIN"},
-         "KAFKA_SASL_USERNAME is required"),
-        ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "PLAIN",
-          "kafka_sasl_username": "u"}, "KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD) is required"),
         ({"kafka_ssl_certfile": "/c.pem"}, "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together"),
     ],
 )  # fmt: skip
@@ -66,6 +62,25 @@ def test_unusable_security_settings_are_refused_by_name(
 ) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         settings(**values)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "KAFKA_SASL_USERNAME is required"),
+        (
+            {"kafka_sasl_username": "u"},
+            "KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD) is required",
+        ),
+    ],
+)
+def test_a_kafka_client_without_credentials_is_refused_by_name(
+    values: dict[str, str], message: str
+) -> None:
+    # A process that never makes a Kafka client (the teacher API) starts without Kafka credentials.
+    s = settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN", **values)
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        kafka_options(s)
 
 
 def test_an_unreadable_password_file_names_the_setting(tmp_path: Path) -> None:
