@@ -109,3 +109,26 @@ def test_the_collector_store_refuses_to_start_without_a_usable_file(tmp_path: Pa
     add_token(collector_tokens_path(s), "device-secret", "d-1")
     store = collector_token_store(s, load_tokens)
     assert list(store.values()) == ["d-1"]
+
+
+def test_the_teacher_token_book_sees_a_kubernetes_secret_update(tmp_path: Path) -> None:
+    from privacy.teacher_tokens import TokenBook, hash_token
+
+    def version(n: int, token: str) -> None:
+        folder = mount / f"..2026_0{n}"
+        folder.mkdir()
+        entry = {"teacher_id": "t-1", "district_id": "d-1", "classes": ["c-1"],
+                 "token_sha256": hash_token(token)}  # fmt: skip
+        (folder / "teacher_tokens.json").write_text(json.dumps({"version": 1, "teachers": [entry]}))
+        (mount / "..data_tmp").symlink_to(folder.name)
+        os.replace(mount / "..data_tmp", mount / "..data")
+
+    mount = tmp_path / "secret"
+    mount.mkdir()
+    version(1, "old-teacher-token")
+    (mount / "teacher_tokens.json").symlink_to("..data/teacher_tokens.json")
+    book = TokenBook(mount / "teacher_tokens.json")
+    assert book.authenticate("old-teacher-token") is not None
+    version(2, "new-teacher-token")
+    assert book.authenticate("old-teacher-token") is None
+    assert book.authenticate("new-teacher-token") is not None
