@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up down status clean distclean lint fmt test test-unit demo bench
+.PHONY: venv up down status clean distclean lint fmt test test-unit demo bench image
 
 venv: $(STAMP)
 
@@ -65,3 +65,8 @@ demo: venv
 ## bench: every benchmark of bench/ against its own stack; table in bench/results/latest.md
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+## image: build the container image localhost/classroomsync:<version> with buildah (no Docker, no registry:
+## a Debian bookworm base made by mmdebstrap, cached with the dependency wheels under .local/image)
+image: venv
+	PYTHON=$(abspath $(BIN)/python) deploy/image/build.sh

@@ -17,6 +17,33 @@ from typing import Any, get_type_hints
 
 DAY_MS = 24 * 3600 * 1000
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_DATA_DIR = Path("/var/lib/classroomsync")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def is_source_checkout(root: Path = PROJECT_ROOT) -> bool:
+    """True when the code runs from a source checkout (an editable install or ``python -m`` in the repo),
+    not from an installed wheel (whose parent folder is ``site-packages``)."""
+    return (root / "pyproject.toml").is_file() and root.name != "site-packages"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT) -> str:
+    """Where local state lives when ``DATA_DIR`` is not set — never inside the installed package:
+
+    - a source checkout: ``<checkout>/.local`` (what ``make up`` and the tests use);
+    - installed, as root (a service, an image): ``/var/lib/classroomsync``;
+    - installed, as a user: ``$XDG_STATE_HOME/classroomsync`` (default ``~/.local/state/classroomsync``).
+    """
+    env = os.environ if env is None else env
+    if is_source_checkout(root):
+        return str(root / ".local")
+    if os.geteuid() == 0:
+        return str(SYSTEM_DATA_DIR)
+    state_home = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    )
+    return str(Path(state_home) / "classroomsync")
 
 
 class SettingsError(ValueError):
@@ -31,11 +58,41 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers, comma separated."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding the teacher presence view (CONTRACT §4)."""
-    clickhouse_url: str = field(
-        default_factory=lambda: f"chdb://{PROJECT_ROOT / '.local' / 'chdb'}"
-    )
-    """``chdb:///abs/path`` (embedded engine) or ``http(s)://user:password@host:port`` (a server)."""
+    """Redis holding the teacher presence view (CONTRACT §4); ``rediss://`` for TLS. A password may be
+    in the URL or, better, in ``REDIS_PASSWORD_FILE``."""
+    clickhouse_url: str = ""
+    """``chdb:///abs/path`` (embedded engine) or ``http(s)://user:password@host:port`` (a server);
+    empty = ``chdb://{DATA_DIR}/chdb``."""
+
+    # --- security of the connections (one set for every Kafka client the project creates)
+    kafka_security_protocol: str = "PLAINTEXT"
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``."""
+    kafka_sasl_mechanism: str = ""
+    """``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (required with a ``SASL_*`` protocol)."""
+    kafka_sasl_username: str = ""
+    """SASL user name."""
+    kafka_sasl_password: str = field(default="", repr=False)
+    """SASL password (prefer ``KAFKA_SASL_PASSWORD_FILE``: an environment variable shows in ``ps e``)."""
+    kafka_sasl_password_file: str = ""
+    """File holding the SASL password (a mounted Secret); wins over ``KAFKA_SASL_PASSWORD``."""
+    kafka_ssl_cafile: str = ""
+    """PEM CA bundle that signed the brokers' certificates; empty = the system's trust store."""
+    kafka_ssl_certfile: str = ""
+    """PEM client certificate (mutual TLS); empty = none."""
+    kafka_ssl_keyfile: str = ""
+    """PEM private key of ``KAFKA_SSL_CERTFILE``."""
+    kafka_ssl_check_hostname: bool = True
+    """Check that a broker's certificate names the host connected to (leave on in production)."""
+    redis_password_file: str = ""
+    """File holding the Redis password (``AUTH``); wins over a password in ``REDIS_URL``."""
+    redis_username: str = ""
+    """Redis ACL user (Redis 6+); empty = ``default``."""
+    redis_ssl_cafile: str = ""
+    """PEM CA bundle for ``rediss://``; empty = the system's trust store."""
+    redis_ssl_certfile: str = ""
+    """PEM client certificate for ``rediss://`` (mutual TLS); empty = none."""
+    redis_ssl_keyfile: str = ""
+    """PEM private key of ``REDIS_SSL_CERTFILE``."""
     clickhouse_database: str = "usage"
     """ClickHouse database of the usage rollups (CONTRACT §5)."""
 
@@ -96,11 +153,19 @@ class Settings:
     """Bind address of the device collector."""
     collector_port: int = 8080
     """Port of the device collector."""
+    collector_metrics_host: str = "127.0.0.1"
+    """Bind address of the collector's /metrics, /healthz, /readyz (``0.0.0.0`` in a pod)."""
     collector_metrics_port: int = 9469
-    """Port of the collector's /metrics, /healthz, /readyz (127.0.0.1; never on the devices' port)."""
+    """Port of the collector's /metrics, /healthz, /readyz (never on the devices' port)."""
+    tokens_dir: str = ""
+    """The token store: ``collector_tokens.json`` and ``teacher_tokens.json`` (hashes only) live here, e.g.
+    a mounted Secret with those two keys; empty = ``DATA_DIR``. See :mod:`csync.tokens`."""
+    token_reload_s: float = 1.0
+    """How often a running process looks at its token file for changes (a revoked token is refused
+    within about this long, plus the kubelet's Secret sync delay in a pod)."""
     collector_tokens_file: str = ""
     """JSON ``{"sha256:<hex of token>": district_id}`` of device bearer tokens; empty =
-    ``{DATA_DIR}/collector_tokens.json``. The token decides the district."""
+    ``{TOKENS_DIR}/collector_tokens.json``. The token decides the district."""
     collector_max_body_bytes: int = 1024 * 1024
     """Largest request body the collector accepts, after gzip decoding (413 beyond)."""
     collector_max_events: int = 1000
@@ -111,8 +176,9 @@ class Settings:
     """Events the collector may hold waiting for Kafka's ack (503 + Retry-After beyond)."""
     collector_linger_ms: int = 5
     """How long the collector gathers events of all requests into per-partition envelopes."""
-    data_dir: str = field(default_factory=lambda: str(PROJECT_ROOT / ".local"))
-    """Local state: service data, key files, audit log."""
+    data_dir: str = field(default_factory=default_data_dir)
+    """Local state: service data, key files, audit log (see :func:`default_data_dir`; an image sets
+    ``/var/lib/classroomsync``, its one volume)."""
 
     # --- stream workers (streams/)
     topic_worker_state: str = "cs-worker-state.v1"
@@ -140,12 +206,18 @@ class Settings:
     student (batch clock); visible changes and going offline are emitted at once."""
 
     # --- sinks (sinks/)
+    sink_clickhouse_metrics_host: str = "127.0.0.1"
+    """Bind address of /metrics, /healthz, /readyz of ``csync sink clickhouse`` (``0.0.0.0`` in a pod)."""
     sink_clickhouse_metrics_port: int = 9465
-    """Port of /metrics of ``csync sink clickhouse`` (bound to 127.0.0.1)."""
+    """Port of /metrics of ``csync sink clickhouse``."""
+    sink_redis_metrics_host: str = "127.0.0.1"
+    """Bind address of /metrics, /healthz, /readyz of ``csync sink redis`` (``0.0.0.0`` in a pod)."""
     sink_redis_metrics_port: int = 9466
-    """Port of /metrics of ``csync sink redis`` (bound to 127.0.0.1)."""
+    """Port of /metrics of ``csync sink redis``."""
+    usage_read_host: str = "127.0.0.1"
+    """Bind address of the ClickHouse sink's read-only endpoint for ``csync usage``."""
     usage_read_port: int = 9467
-    """Port of the ClickHouse sink's read-only endpoint for ``csync usage`` (127.0.0.1; public view only)."""
+    """Port of the ClickHouse sink's read-only endpoint for ``csync usage`` (public view only)."""
     sink_flush_interval_s: float = 1.0
     """The ClickHouse sink flushes its batch at least this often (about one insert per second)."""
     sink_redis_flush_interval_s: float = 0.1
@@ -161,6 +233,8 @@ class Settings:
     """TESTS ONLY: e.g. ``fail_inserts=3,crash_after_insert=1,slow_insert_ms=200``; empty in production."""
 
     # --- operations (ops/)
+    lag_metrics_host: str = "127.0.0.1"
+    """Bind address of ``csync lag serve`` (``0.0.0.0`` in a pod)."""
     lag_metrics_port: int = 9468
     """Port of /metrics, /healthz, /readyz of ``csync lag serve`` (127.0.0.1; 0 = pick a free one, logged)."""
     lag_group_prefix: str = "csync-"
@@ -178,7 +252,7 @@ class Settings:
     teacher_api_port: int = 8090
     """Port of ``csync teacher-api``."""
     teacher_tokens_path: str = ""
-    """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{DATA_DIR}/teacher_tokens.json``."""
+    """JSON file of teacher tokens (SHA-256 hashes only); empty = ``{TOKENS_DIR}/teacher_tokens.json``."""
     teacher_stream_poll_s: float = 1.0
     """How often the live teacher view (SSE) re-reads a class from Redis (the page promises a change
     within 2 s: one poll plus the Redis sink's flush)."""
@@ -222,6 +296,11 @@ class Settings:
         settings.validate()
         return settings
 
+    def __post_init__(self) -> None:
+        if not self.clickhouse_url:
+            # The embedded engine's folder follows DATA_DIR (never the install folder).
+            object.__setattr__(self, "clickhouse_url", f"chdb://{Path(self.data_dir) / 'chdb'}")
+
     def to_env(self) -> dict[str, str]:
         """Every setting as the environment variable of its name: ``from_env(to_env())`` gives these
         settings back, so a child process parses exactly the parent's."""
@@ -254,6 +333,24 @@ class Settings:
             raise SettingsError("CLICKHOUSE_URL must start with chdb://, http:// or https://")
         if not self.key_prefix or ":" in self.key_prefix:
             raise SettingsError("KEY_PREFIX must be non-empty and contain no ':'")
+        self._validate_kafka_security()
+
+    def _validate_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                f"got {protocol!r}"
+            )
+        # The user and password are checked when a Kafka client is made (csync.kafka_client): a
+        # process that never talks to Kafka (the teacher API) is not handed Kafka credentials.
+        if protocol.startswith("SASL_") and self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)} with "
+                f"{protocol}, got {self.kafka_sasl_mechanism!r}"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise SettingsError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

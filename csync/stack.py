@@ -209,9 +209,18 @@ class ServiceInfo:
 
 
 def start_kafka(
-    data_root: Path, port: int, controller_port: int, timeout_s: float = 90.0
+    data_root: Path,
+    port: int,
+    controller_port: int,
+    timeout_s: float = 90.0,
+    extra_properties: str = "",
+    format_args: tuple[str, ...] = (),
 ) -> ServiceInfo:
-    """Format (first time) and start a single KRaft broker; return once it answers metadata requests."""
+    """Format (first time) and start a single KRaft broker; return once it answers metadata requests.
+
+    ``extra_properties`` is appended to server.properties (a later key wins: e.g. a second, secured
+    listener, see :mod:`csync.stack_tls`); ``format_args`` go to ``kafka-storage format`` (e.g. SCRAM
+    users with ``--add-scram``). Readiness is checked on the PLAINTEXT loopback listener ``port``."""
     lib = ensure_kafka_jars()
     java = java_binary()
     home = data_root / "kafka"
@@ -222,6 +231,7 @@ def start_kafka(
     props = home / "server.properties"
     props.write_text(
         template.substitute(port=port, controller_port=controller_port, data_dir=data_dir)
+        + extra_properties
     )
     classpath = f"{lib}/*"
     jvm = [
@@ -238,7 +248,8 @@ def start_kafka(
     ]
     if not (data_dir / "meta.properties").exists():
         say(f"formatting KRaft storage in {data_dir}")
-        fmt = jvm + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)]
+        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)]
+        fmt += format_args
         result = subprocess.run(fmt, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
             raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings
 
 
@@ -105,9 +106,12 @@ async def create_topics(
     settings: Settings, specs: list[TopicSpec] | None = None
 ) -> list[TopicReport]:
     """Create missing topics; for existing ones compare partitions and configs and say what differs."""
+    await check_credentials(settings)
     specs = topic_specs(settings) if specs is None else specs
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=15000,
+        **kafka_options(settings),
     )
     await admin.start()
     try:
@@ -144,7 +148,9 @@ async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
     """
     specs = {s.name: s for s in topic_specs(settings) if s.name in names}
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=15000,
+        **kafka_options(settings),
     )
     await admin.start()
     try:

@@ -73,17 +73,20 @@ async def _print_lag(settings: Settings, groups: list[str] | None, watch: bool) 
 @click.option(
     "--port", type=int, default=None, help="Port of /metrics (LAG_METRICS_PORT; 0 = free)."
 )
-@click.option("--host", default="127.0.0.1", help="Bind address (0.0.0.0 in a container or pod).")
-def serve(port: int | None, host: str) -> None:
+@click.option(
+    "--host", default=None, help="Bind address (LAG_METRICS_HOST; 0.0.0.0 in a container or pod)."
+)
+def serve(port: int | None, host: str | None) -> None:
     """Run the lag monitor: samples every LAG_SAMPLE_INTERVAL_S, serves /metrics /healthz /readyz."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(None, None)
     if port is not None:
         settings = settings.replace(lag_metrics_port=port)
-    asyncio.run(_serve(settings, host))
+    asyncio.run(_serve(settings, settings.lag_metrics_host if host is None else host))
 
 
 async def _serve(settings: Settings, host: str) -> None:
+    from csync.kafka_client import KafkaSecurityError
     from ops.endpoints import OpsServer
     from ops.lag_monitor import LagMonitor
 
@@ -102,6 +105,8 @@ async def _serve(settings: Settings, host: str) -> None:
             try:
                 await monitor.start()
                 break
+            except KafkaSecurityError:
+                raise  # a rejected login does not get better by retrying
             except Exception as exc:
                 logging.getLogger(__name__).warning("Kafka not reachable yet: %s", exc)
                 await monitor.stop()

@@ -33,6 +33,7 @@ from aiokafka.protocol.api import Request
 from aiokafka.structs import TopicPartition
 
 from csync import metrics
+from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings, SettingsError
 from ops.lag import (
     Commit,
@@ -129,10 +130,14 @@ class LagMonitor:
     async def start(self) -> None:
         """Connect the admin client and an offsets-only consumer (no group)."""
         bootstrap = self.settings.kafka_bootstrap
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="csync-lag")
+        await check_credentials(self.settings)  # a rejected login: one clear error, at once
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="csync-lag", **kafka_options(self.settings)
+        )
         await self._admin.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
+            **kafka_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             client_id="csync-lag",

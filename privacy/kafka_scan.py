@@ -25,10 +25,12 @@ class Latest:
     value: bytes | None
 
 
-def new_reader(bootstrap: str) -> AIOKafkaConsumer:
-    """A group-less consumer that never commits (started by the caller)."""
+def new_reader(bootstrap: str, **security: Any) -> AIOKafkaConsumer:
+    """A group-less consumer that never commits (started by the caller); ``security``:
+    :func:`csync.kafka_client.kafka_options`."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **security,
         enable_auto_commit=False,
         group_id=None,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -97,9 +99,11 @@ async def latest_by_key(
     return latest
 
 
-async def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+async def topic_configs(
+    bootstrap: str, topics: list[str], **security: Any
+) -> dict[str, dict[str, str]]:
     """The broker's effective config of each existing topic (missing topics are left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -50,6 +50,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from redis.asyncio import Redis
 
+from csync.kafka_client import kafka_options
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.kafka_scan import (
@@ -154,13 +156,20 @@ class _Purger:
         self.district = district
         self.dry_run = dry_run
         self.prefix = f"{district}:".encode()
-        self.reader: AIOKafkaConsumer = new_reader(settings.kafka_bootstrap)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        self.reader: AIOKafkaConsumer = new_reader(
+            settings.kafka_bootstrap, **kafka_options(settings)
         )
-        self.redis = Redis.from_url(settings.redis_url)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            **kafka_options(settings),
+        )
+        self.redis = redis_client(settings)
         self.admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=15000,
+            **kafka_options(settings),
         )
 
     async def __aenter__(self) -> _Purger:
@@ -346,7 +355,9 @@ async def purge_district(
         r_presence.remaining = len(await p.presence_live())
         hashes, classes = await p.redis_keys()
         r_redis.remaining = len(hashes) + len(classes)
-        configs = await topic_configs(s.kafka_bootstrap, [s.topic_dlq, s.topic_activity])
+        configs = await topic_configs(
+            s.kafka_bootstrap, [s.topic_dlq, s.topic_activity], **kafka_options(s)
+        )
         dlq_count, dlq_newest = await p.count_dlq()
         report.stores.append(
             StoreResult(

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
+from csync.kafka_client import kafka_options
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from csync.topics import TopicSpec
 from privacy.kafka_scan import topic_configs
@@ -136,13 +136,15 @@ def judge_table_ttl(table: str, ddl: str | None, ttl_days: int) -> RetentionRow:
 
 async def kafka_rows(settings: Settings, specs: list[TopicSpec]) -> list[RetentionRow]:
     """One row per topic, from the broker's configs."""
-    configs = await topic_configs(settings.kafka_bootstrap, [s.name for s in specs])
+    configs = await topic_configs(
+        settings.kafka_bootstrap, [s.name for s in specs], **kafka_options(settings)
+    )
     return [judge_topic(spec, configs.get(spec.name)) for spec in specs]
 
 
 async def redis_rows(settings: Settings, sample: int = 50) -> list[RetentionRow]:
     """TTLs of up to ``sample`` presence hashes, and the class sets' rule."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     try:
         keys: list[bytes] = []
         async for key in redis.scan_iter(match=f"{settings.key_prefix}:presence:*", count=500):

@@ -38,6 +38,7 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
@@ -217,7 +218,7 @@ def teacher_app(
 
 async def serve(settings: Settings, book: TokenBook, audit: AuditLog) -> None:
     """Run the teacher API until cancelled."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     runner = web.AppRunner(teacher_app(settings, redis, book, audit))
     await runner.setup()
     site = web.TCPSite(runner, settings.teacher_api_host, settings.teacher_api_port)

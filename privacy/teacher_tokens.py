@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from csync.settings import Settings
+from csync.tokens import teacher_tokens_path
 from schemas.roster import is_valid_id
 
 
@@ -54,9 +55,7 @@ def new_token() -> str:
 
 def tokens_path(settings: Settings) -> Path:
     """Where the token file of these settings lives."""
-    if settings.teacher_tokens_path:
-        return Path(settings.teacher_tokens_path)
-    return Path(settings.data_dir) / "teacher_tokens.json"
+    return teacher_tokens_path(settings)
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ import gc
 import hashlib
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -32,7 +33,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from csync import metrics
+from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings
+from csync.tokens import collector_token_store, collector_tokens_path
 from ops.endpoints import OpsServer
 from producers.partitioner import partition_for_key
 from schemas.decoder import (
@@ -98,7 +101,7 @@ def add_token(path: Path, token: str, district_id: str) -> None:
 
 
 def tokens_path(settings: Settings) -> Path:
-    return Path(settings.collector_tokens_file or Path(settings.data_dir) / "collector_tokens.json")
+    return collector_tokens_path(settings)
 
 
 @dataclass
@@ -129,7 +132,7 @@ class _Pending:
 class Collector:
     """The collector's state: the Kafka producer, the shared batcher, rate limits."""
 
-    def __init__(self, settings: Settings, tokens: dict[str, str], producer: Any) -> None:
+    def __init__(self, settings: Settings, tokens: Mapping[str, str], producer: Any) -> None:
         self.settings = settings
         self.tokens = tokens
         self.producer = producer
@@ -462,6 +465,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         enable_idempotence=True,
         acks="all",
         compression_type=default_compression(),
@@ -486,8 +490,10 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run the collector until cancelled."""
-    tokens = load_tokens(tokens_path(settings))
+    # Reloaded on change: a revoked token is refused within TOKEN_RELOAD_S, without a restart.
+    tokens = collector_token_store(settings, load_tokens)
     producer = make_producer(settings)
+    await check_credentials(settings)  # a rejected login: one clear error, at once
     await producer.start()
     try:
         collector = Collector(settings, tokens, producer)
@@ -498,7 +504,9 @@ async def serve(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
         await site.start()
         # Operators' endpoints on their own loopback port: the devices' port serves devices only.
-        ops = OpsServer("collector", settings.collector_metrics_port)
+        ops = OpsServer(
+            "collector", settings.collector_metrics_port, host=settings.collector_metrics_host
+        )
         ops.add_readiness("kafka", lambda: producer.client.cluster.brokers() != set())
         await ops.start()
         tune_gc()

@@ -23,6 +23,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from producers.simulator_model import Student
 from schemas.roster import RosterRecord, is_valid_id, make_record, roster_key
@@ -111,7 +112,9 @@ async def read_previous(
 
     prefix = f"{district_id}:".encode()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **kafka_options(settings),
     )
     await consumer.start()
     latest: dict[str, RosterRecord | None] = {}
@@ -145,7 +148,10 @@ async def load_roster(settings: Settings, folder: Path, district_id: str) -> Ros
         raise RosterLoadError(f"district id {district_id!r} is outside [A-Za-z0-9_.-]{{1,64}}")
     current, skipped = read_oneroster(folder)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        **kafka_options(settings),
     )
     await producer.start()
     try:

@@ -14,8 +14,9 @@ import signal
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 
+from csync.kafka_client import check_credentials, kafka_options
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from ops.endpoints import OpsServer
 from sinks.clickhouse_client import clickhouse_client, redact_url
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -64,6 +66,7 @@ async def _run(
     ops.add_readiness("backend", lambda: loop.backend_ok)
     consumer.subscribe([topic], listener=loop.listener())
     await ops.start()
+    await check_credentials(settings)  # a rejected login: one clear error, at once
     await consumer.start()
     try:
         await loop.run(stop)
@@ -93,10 +96,14 @@ async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = N
         ttl_days=settings.usage_ttl_days,
         k_anonymity=settings.k_anonymity,
     )
-    ops = OpsServer("sink-clickhouse", settings.sink_clickhouse_metrics_port)
+    ops = OpsServer(
+        "sink-clickhouse",
+        settings.sink_clickhouse_metrics_port,
+        host=settings.sink_clickhouse_metrics_host,
+    )
     runner = web.AppRunner(read_app(client, settings.clickhouse_database))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.usage_read_port).start()
+    await web.TCPSite(runner, settings.usage_read_host, settings.usage_read_port).start()
     sink = with_faults(
         ClickHouseUsageSink(client, settings.clickhouse_database), settings.sink_fault_injection
     )
@@ -115,8 +122,10 @@ async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) 
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
-    ops = OpsServer("sink-redis", settings.sink_redis_metrics_port)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    ops = OpsServer(
+        "sink-redis", settings.sink_redis_metrics_port, host=settings.sink_redis_metrics_host
+    )
+    redis = redis_client(settings, socket_timeout=10, socket_connect_timeout=5)
     sink = with_faults(
         RedisPresenceSink(redis, key_prefix=settings.key_prefix, ttl_s=settings.presence_ttl_s),
         settings.sink_fault_injection,

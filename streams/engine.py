@@ -49,6 +49,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from csync import metrics
+from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from csync.topics import TopicSpec, create_topics, topic_specs
 from schemas.decoder import Limits
@@ -215,6 +216,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         await create_topics(s, worker_topic_specs(s))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_options(s),
             acks="all",
             enable_idempotence=True,
             linger_ms=s.worker_linger_ms,
@@ -224,6 +226,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.producer.start()
         self.reader = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_options(s),
             enable_auto_commit=False,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=64 * 1024 * 1024,
@@ -233,6 +236,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.keys.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_options(s),
             group_id=s.worker_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

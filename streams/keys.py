@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from streams.student_token import DayKeyStore, new_key
 
@@ -30,7 +31,9 @@ class DayKeyExchange:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.kafka_bootstrap, enable_auto_commit=False
+            bootstrap_servers=self.s.kafka_bootstrap,
+            enable_auto_commit=False,
+            **kafka_options(self.s),
         )
         await self._consumer.start()
         self._consumer.assign([self.tp])

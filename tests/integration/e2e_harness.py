@@ -40,6 +40,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from csync.kafka_client import kafka_options
+from csync.redis_client import redis_options
 from csync.settings import Settings
 from csync.stack import free_port
 from csync.topics import create_topics
@@ -263,7 +265,9 @@ class Pipeline:
     # --- watching progress (offsets)
 
     async def committed(self, group: str, topic: str) -> dict[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.s.kafka_bootstrap, **kafka_options(self.s)
+        )
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(group)
@@ -276,7 +280,9 @@ class Pipeline:
     async def end_offsets(self, topic: str, partitions: int | None = None) -> dict[int, int]:
         """End offset of every partition of ``topic`` (``PARTITIONS`` of them unless told)."""
         count = self.s.partitions if partitions is None else partitions
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.s.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap, **kafka_options(self.s)
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(count)]
@@ -401,6 +407,7 @@ class Pipeline:
         ends = await self.end_offsets(topic, partitions)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.kafka_bootstrap,
+            **kafka_options(self.s),
             enable_auto_commit=False,
             max_partition_fetch_bytes=64 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
@@ -450,7 +457,7 @@ class Pipeline:
     def redis_dump(self) -> list[bytes]:
         """Every key of this run's prefix and every value in it (hash fields and values, set members,
         strings, list items), as bytes."""
-        client = redis.Redis.from_url(self.s.redis_url)
+        client = redis.Redis.from_url(self.s.redis_url, **redis_options(self.s))
         out: list[bytes] = []
         try:
             for key in client.scan_iter(match=f"{self.s.key_prefix}:*", count=1000):
@@ -472,7 +479,9 @@ class Pipeline:
         return out
 
     def read_redis(self) -> RedisState:
-        client = redis.Redis.from_url(self.s.redis_url, decode_responses=True)
+        client = redis.Redis.from_url(
+            self.s.redis_url, decode_responses=True, **redis_options(self.s)
+        )
         try:
             prefix = self.s.key_prefix
             presence: dict[tuple[str, str], dict[str, str]] = {}

@@ -20,6 +20,10 @@ def test_to_env_round_trips_every_field() -> None:
             changed[f.name] = value * 2 + 1
         elif f.name == "clickhouse_url":
             changed[f.name] = "chdb:///tmp/other"
+        elif f.name == "kafka_security_protocol":
+            changed[f.name] = "SASL_SSL"
+        elif f.name == "kafka_sasl_mechanism":
+            changed[f.name] = "SCRAM-SHA-512"
         elif isinstance(value, str):
             changed[f.name] = value + "x" if value else "set"
     settings = base.replace(**changed)

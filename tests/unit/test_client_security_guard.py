@@ -1,0 +1,65 @@
+"""Every Kafka and Redis client the project creates gets the security settings.
+
+A client built without ``**kafka_options(settings)`` would silently talk PLAINTEXT to a district's SASL_SSL
+cluster (and fail there, or worse, succeed against a misconfigured one); a Redis client built around
+:mod:`csync.redis_client` would ignore ``REDIS_PASSWORD_FILE`` and the CA. This reads the source of every
+package and fails on such a call, naming the file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("csync", "schemas", "producers", "streams", "sinks", "ops", "privacy")
+KAFKA_CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
+# kafka_scan's helpers take the options from their callers as ``**security``.
+SECURITY_SPREADS = {"kafka_options", "security"}
+# The factory itself, and the secured test stack's readiness ping (it checks the server it just started).
+FACTORY_EXEMPT = {ROOT / "csync" / "redis_client.py", ROOT / "csync" / "stack_tls.py"}
+
+
+def _name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Call):
+        return _name(node.func)
+    return ""
+
+
+def calls() -> list[tuple[Path, ast.Call]]:
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call):
+                    found.append((path, node))
+    return found
+
+
+def test_every_kafka_client_spreads_the_security_options() -> None:
+    missing = []
+    seen = 0
+    for path, call in calls():
+        if _name(call.func) not in KAFKA_CLIENTS:
+            continue
+        seen += 1
+        spreads = {_name(k.value) for k in call.keywords if k.arg is None}
+        if not spreads & SECURITY_SPREADS:
+            missing.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+    assert seen >= 15, "the scan found too few clients: is it still reading the packages?"
+    assert not missing, f"Kafka clients without **kafka_options(settings): {missing}"
+
+
+def test_redis_clients_come_from_the_factory() -> None:
+    direct = [
+        f"{path.relative_to(ROOT)}:{call.lineno}"
+        for path, call in calls()
+        if _name(call.func) in {"from_url", "Redis", "StrictRedis"}
+        and path not in FACTORY_EXEMPT
+        and "redis" in ast.unparse(call.func).lower()
+    ]
+    assert not direct, f"Redis clients not made by csync.redis_client: {direct}"
