@@ -130,6 +130,10 @@ main.add_command(clickhouse)
 main.add_command(sink)
 main.add_command(usage)
 
+from analyst.cli import mount as mount_analyst  # noqa: E402 - analyst-api, analyst-token, usage export
+
+mount_analyst(main)
+
 from streams.cli import worker  # noqa: E402 - the stream worker (faust shell)
 
 main.add_command(worker)
