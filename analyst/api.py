@@ -30,7 +30,7 @@ from analyst.dashboard import TABLES, dashboard_csv, dashboard_data, school_year
 from analyst.render import asset, page
 from analyst.reports import Cell, Query
 from analyst.source import Reader, SourceUnavailable, read
-from analyst.tokens import AnalystBook, Sessions
+from analyst.tokens import AnalystBook, Sessions, hash_token
 from privacy.audit import AuditLog
 
 COOKIE = "csync_analyst"
@@ -77,8 +77,10 @@ def _who(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return service.book.authenticate(header[7:].strip())
-    analyst = service.sessions.analyst(request.cookies.get(COOKIE))
-    return analyst if analyst and service.book.holds_token(analyst) else None
+    session = service.sessions.lookup(request.cookies.get(COOKIE))
+    if session is None or not service.book.still_valid(session[1]):
+        return None
+    return session[0]
 
 
 async def _cells(request: web.Request, query: Query) -> list[Cell]:
@@ -233,15 +235,16 @@ async def login(request: web.Request) -> web.StreamResponse:
         return web.Response(text="cross-site sign-in refused", status=403)
     form = await request.post()
     service = request.app[SERVICE]
-    who = service.book.authenticate(str(form.get("token", "")))
+    token = str(form.get("token", ""))
+    who = service.book.authenticate(token)
     if who is None:
         text = asset("login.html").replace(
             "<!--MESSAGE-->", '<p role="alert">That token is not valid.</p>'
         )
         return web.Response(text=text, status=401, content_type="text/html")
     service.audit.append(f"analyst:{who}", "analyst.login", "dashboard")
-    response = web.HTTPSeeOther("/")
-    response.set_cookie(COOKIE, service.sessions.start(who), httponly=True, samesite="Strict",
+    response = web.Response(status=303, headers={"Location": "/"})
+    response.set_cookie(COOKIE, service.sessions.start(who, hash_token(token)), httponly=True, samesite="Strict",
                         path="/", max_age=int(service.sessions.ttl_s),
                         secure=request.scheme == "https")  # fmt: skip
     return response
@@ -251,7 +254,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         return web.Response(text="cross-site sign-out refused", status=403)
     request.app[SERVICE].sessions.end(request.cookies.get(COOKIE))
-    response = web.HTTPSeeOther("/login")
+    response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/")
     return response
 
@@ -267,18 +270,24 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+def _secure(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Strict CSP and friends on every response, errors and redirects included."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure(request, exc)
+        raise
+    _secure(request, response)
     return response
 
 

@@ -81,8 +81,8 @@ def bar_chart(
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max(v for _, v in points) or 1.0
     step = plot_w / len(points)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="t-{id(points)}">'
-             f'<title id="t-{id(points)}">{html.escape(label)}</title>']  # fmt: skip
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-trend-title">'
+             f'<title id="chart-trend-title">{html.escape(label)}</title>']  # fmt: skip
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
@@ -107,8 +107,8 @@ def share_chart(label: str, points: list[tuple[str, float]], width: int = 640) -
     row_h, left = 22, 170
     peak = max(v for _, v in points) or 1.0
     height = row_h * len(points) + 6
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="s-{id(points)}">'
-             f'<title id="s-{id(points)}">{html.escape(label)}</title>']  # fmt: skip
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-categories-title">'
+             f'<title id="chart-categories-title">{html.escape(label)}</title>']  # fmt: skip
     for i, (name, value) in enumerate(points):
         w = (width - left - 70) * value / peak
         y = 3 + i * row_h

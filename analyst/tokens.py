@@ -7,12 +7,13 @@ Token file (``ANALYST_TOKENS_PATH``, JSON, mode 0600)::
 A token is 256 random bits, shown once when issued (``csync analyst-token add``), never written anywhere; an
 analyst token is its own kind (a teacher token is no analyst token and the reverse — separate files). Lookup
 hashes the presented token and compares it with every entry in constant time, as teacher tokens do; the file
-is re-read when it changes, so ``csync analyst-token revoke`` takes effect on the next request.
+is re-read on every lookup, so ``csync analyst-token revoke`` takes effect on the next request.
 
 Dashboard sessions: the browser signs in by *posting* a token to ``/login`` (never in a URL, which would end
 up in history, ``Referer`` headers and logs) and gets a random session id in an ``HttpOnly``,
-``SameSite=Strict`` cookie. The server keeps only the id's hash, the analyst and an expiry, and checks on
-every request that the analyst still holds a token, so revocation ends sessions too.
+``SameSite=Strict`` cookie. The server keeps only the id's hash, the analyst, the hash of the token used to
+sign in and an expiry, and checks on every request that this token is still in the file, so revoking it ends
+its sessions for good (a new token for the same analyst does not revive them).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class AnalystBook:
 
     path: Path
     _entries: list[tuple[bytes, str]] = field(default_factory=list)
-    _stamp: tuple[int, int, int] | None = None
+    _raw: bytes | None = None
 
     def authenticate(self, token: str | None) -> str | None:
         """The analyst id of ``token`` or ``None``; every entry is compared, in constant time each."""
@@ -89,22 +90,25 @@ class AnalystBook:
                 found = who  # no break: the time taken does not depend on which entry matched
         return found
 
-    def holds_token(self, analyst_id: str) -> bool:
-        """Whether ``analyst_id`` still has a token (sessions end when it has none)."""
+    def still_valid(self, token_digest: bytes) -> bool:
+        """Whether the token with this SHA-256 is still in the file (a session ends with its token)."""
         self._refresh()
-        return any(who == analyst_id for _, who in self._entries)
+        found = False
+        for stored, _who in self._entries:
+            found |= hmac.compare_digest(stored, token_digest)
+        return found
 
     def _refresh(self) -> None:
+        # The file is small: compare its bytes, not its stat (an atomic replace can reuse the inode,
+        # mtime and size, and a missed revocation is not acceptable).
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._entries, self._stamp = [], None
-            return
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
             raw = self.path.read_bytes()
+        except FileNotFoundError:
+            self._entries, self._raw = [], None
+            return
+        if raw != self._raw:
             self._entries = [(bytes.fromhex(h), who) for h, who in parse_tokens(raw)]
-            self._stamp = stamp
+            self._raw = raw
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -153,26 +157,27 @@ def list_analysts(path: Path) -> list[str]:
 
 @dataclass(slots=True)
 class Sessions:
-    """Dashboard sessions in memory: hash of the session id → (analyst, expiry on the monotonic clock)."""
+    """Dashboard sessions in memory: hash of the session id → (analyst, hash of the token signed in
+    with, expiry on the monotonic clock)."""
 
     ttl_s: float
-    _live: dict[bytes, tuple[str, float]] = field(default_factory=dict)
+    _live: dict[bytes, tuple[str, bytes, float]] = field(default_factory=dict)
 
-    def start(self, analyst_id: str, now: float | None = None) -> str:
+    def start(self, analyst_id: str, token_digest: bytes, now: float | None = None) -> str:
         """A new session id for ``analyst_id`` (goes into the cookie only)."""
         now = time.monotonic() if now is None else now
-        self._live = {h: v for h, v in self._live.items() if v[1] > now}
+        self._live = {h: v for h, v in self._live.items() if v[2] > now}
         sid = secrets.token_urlsafe(32)
-        self._live[hash_token(sid)] = (analyst_id, now + self.ttl_s)
+        self._live[hash_token(sid)] = (analyst_id, token_digest, now + self.ttl_s)
         return sid
 
-    def analyst(self, sid: str | None, now: float | None = None) -> str | None:
-        """The analyst of a live session id, or ``None``."""
+    def lookup(self, sid: str | None, now: float | None = None) -> tuple[str, bytes] | None:
+        """``(analyst, token hash)`` of a live session id, or ``None``."""
         if not sid:
             return None
         now = time.monotonic() if now is None else now
         found = self._live.get(hash_token(sid))
-        return found[0] if found and found[1] > now else None
+        return (found[0], found[1]) if found and found[2] > now else None
 
     def end(self, sid: str | None) -> None:
         """Forget a session (sign out)."""
