@@ -171,6 +171,7 @@ class Pipeline:
         self.workers: dict[int, Proc] = {}
         self.redis_sink: Proc | None = None
         self.clickhouse_sink: Proc | None = None
+        self.usage_read_port = free_port()  # the sink's read endpoint (analysts' read path)
         self._starts = 0
         self.expected_dead: set[int] = set()
         self.last_seen: dict[tuple[str, str], tuple[dict[int, int], dict[int, int]]] = {}
@@ -213,7 +214,7 @@ class Pipeline:
             self.s,
             clickhouse_url=f"chdb://{self.chdb_path}",
             sink_clickhouse_metrics_port=free_port(),
-            usage_read_port=free_port(),
+            usage_read_port=self.usage_read_port,
             sink_fault_injection=faults,
             **extra,
         )
