@@ -11,7 +11,7 @@ touching the process that writes the usage data. With chDB it reads through the 
 - Authentication: ``Authorization: Bearer <analyst token>``, or the dashboard's session cookie. Every query
   is audited (analyst, endpoint, range, filters, row count; no usage data).
 - ``GET /`` the dashboard; ``GET/POST /login``, ``POST /logout``; ``/static/`` the package's CSS and module.
-  Every response carries a strict Content-Security-Policy and ``Referrer-Policy: no-referrer``.
+  Every response carries a strict Content-Security-Policy and ``Referrer-Policy: same-origin``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import datetime as dt
 import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from analyst.catalog import Catalog
 from analyst.dashboard import TABLES, dashboard_csv, dashboard_data, school_year_start, to_csv
 from analyst.render import asset, page
 from analyst.reports import Cell, Query
+from analyst.signin import normalise, redeem
 from analyst.source import Reader, SourceUnavailable, read
 from analyst.tokens import AnalystBook, Sessions, hash_token
 from privacy.audit import AuditLog
@@ -53,6 +55,8 @@ class Service:
     book: AnalystBook
     sessions: Sessions
     audit: AuditLog
+    codes: Path | None = None
+    """The one-time sign-in code file (:mod:`analyst.signin`), if sign-in codes are accepted."""
     today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date()
 
 
@@ -235,8 +239,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         return web.Response(text="cross-site sign-in refused", status=403)
     form = await request.post()
     service = request.app[SERVICE]
-    token = str(form.get("token", ""))
-    who = service.book.authenticate(token)
+    secret = str(form.get("token", "")).strip()
+    who, digest = service.book.authenticate(secret), hash_token(secret)
+    if who is None and service.codes is not None and len(normalise(secret)) == 12:
+        redeemed = redeem(service.codes, secret)  # a one-time sign-in code instead of a token
+        if redeemed is not None and service.book.still_valid(redeemed[1]):
+            who, digest = redeemed
     if who is None:
         text = asset("login.html").replace(
             "<!--MESSAGE-->", '<p role="alert">That token is not valid.</p>'
@@ -244,7 +252,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return web.Response(text=text, status=401, content_type="text/html")
     service.audit.append(f"analyst:{who}", "analyst.login", "dashboard")
     response = web.Response(status=303, headers={"Location": "/"})
-    response.set_cookie(COOKIE, service.sessions.start(who, hash_token(token)), httponly=True, samesite="Strict",
+    response.set_cookie(COOKIE, service.sessions.start(who, digest), httponly=True, samesite="Strict",
                         path="/", max_age=int(service.sessions.ttl_s),
                         secure=request.scheme == "https")  # fmt: skip
     return response
@@ -266,6 +274,10 @@ async def static(request: web.Request) -> web.StreamResponse:
     return web.Response(text=asset(name), content_type=STATIC[name])
 
 
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
@@ -273,7 +285,9 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 def _secure(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on the sign-in POST, and
+    # the Origin check is what stops another site from signing a browser in (login CSRF).
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
@@ -307,4 +321,5 @@ def analyst_app(service: Service) -> web.Application:
     app.router.add_post("/logout", logout)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", no_icon)
     return app

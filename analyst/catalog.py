@@ -25,6 +25,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+SAMPLE_CATALOG = Path(__file__).with_name("sample_catalog.csv")
+"""A sample catalog for the simulated district (the demo's, and the README's example)."""
 COLUMNS = ("app", "sub_app", "name", "category", "approved", "licenses", "annual_cost")
 UNCATALOGUED = "uncatalogued"
 _YES = {

@@ -18,7 +18,14 @@ import click
 from analyst.catalog import CatalogError, load_catalog
 from analyst.export import PERIODS, export_period
 from analyst.source import SourceUnavailable, reader_for
-from analyst.tokens import TokenFileError, issue_token, list_analysts, revoke_analyst, tokens_path
+from analyst.tokens import (
+    TokenFileError,
+    issue_token,
+    list_analysts,
+    parse_tokens_file,
+    revoke_analyst,
+    tokens_path,
+)
 from csync.settings import Settings
 from privacy.audit import AuditLog
 
@@ -71,6 +78,26 @@ def token_revoke(analyst_id: str) -> None:
         getpass.getuser(), "analyst_token.revoke", analyst_id, detail={"removed": removed}
     )
     click.echo(f"revoked {removed} token(s) of {analyst_id}")
+
+
+@analyst_token.command("sign-in-code")
+@click.argument("analyst_id")
+@click.option("--minutes", default=15, show_default=True, type=click.IntRange(1, 60))
+def token_code(analyst_id: str, minutes: int) -> None:
+    """Print a one-time dashboard sign-in code for ANALYST_ID (who must hold a token)."""
+    from analyst.signin import codes_path, issue_code
+
+    settings = _settings()
+    entries = [(h, who) for h, who in parse_tokens_file(tokens_path(settings)) if who == analyst_id]
+    if not entries:
+        raise click.ClickException(f"{analyst_id} holds no analyst token (csync analyst-token add)")
+    code = issue_code(
+        codes_path(settings), analyst_id, bytes.fromhex(entries[0][0]), ttl_s=minutes * 60
+    )
+    AuditLog.from_settings(settings).append(
+        getpass.getuser(), "analyst_token.sign_in_code", analyst_id
+    )
+    click.echo(code)
 
 
 @analyst_token.command("list")

@@ -21,6 +21,7 @@ TITLES = {
     "licenses": "licences", "peak_utilisation": "peak use", "median_utilisation": "median use",
     "annual_cost": "annual cost", "cost_per_peak_student": "cost per peak student", "approved": "approved",
 }  # fmt: skip
+NO_CELL = "no cell with at least K students in this range"
 PALETTE = ("#1d4ed8", "#15803d", "#b45309", "#b91c1c", "#6d28d9", "#0e7490", "#475569")
 PRESETS = (("7", "Last 7 days"), ("30", "Last 30 days"), ("sytd", "School year to date"))
 
@@ -80,14 +81,14 @@ def bar_chart(
     left, bottom, top = 52, 28, 10
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max(v for _, v in points) or 1.0
-    step = plot_w / len(points)
+    step = min(plot_w / len(points), 72.0)  # a few bars stay bars, not blocks
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-trend-title">'
              f'<title id="chart-trend-title">{html.escape(label)}</title>']  # fmt: skip
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                      f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                     f"{peak * i / 4 / 3600:.1f} h</text>")  # fmt: skip
+                     f"{_axis(peak * i / 4, peak)}</text>")  # fmt: skip
     every = max(1, len(points) // 8)
     for i, (name, value) in enumerate(points):
         h = plot_h * value / peak
@@ -98,6 +99,11 @@ def bar_chart(
         if i % every == 0:
             parts.append(f'<text x="{x:.1f}" y="{height - 8}">{html.escape(name[5:])}</text>')
     return "".join(parts) + "</svg>"
+
+
+def _axis(seconds: float, peak: float) -> str:
+    """An axis label in hours, or minutes when the chart's peak is under two hours."""
+    return f"{seconds / 60:,.0f} min" if peak < 7200 else f"{seconds / 3600:,.1f} h"
 
 
 def share_chart(label: str, points: list[tuple[str, float]], width: int = 640) -> str:
@@ -115,7 +121,7 @@ def share_chart(label: str, points: list[tuple[str, float]], width: int = 640) -
         parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{html.escape(name[:24])}</text>'
                      f'<rect x="{left}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row_h - 6}" '
                      f'fill="{PALETTE[(i + 1) % len(PALETTE)]}"/>'
-                     f'<text x="{left + w + 6:.1f}" y="{y + 15}">{value / 3600:,.1f} h</text>')  # fmt: skip
+                     f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_axis(value, peak)}</text>')  # fmt: skip
     return "".join(parts) + "</svg>"
 
 
@@ -146,8 +152,9 @@ def _query(data: dict[str, Any]) -> str:
 
 
 def page(data: dict[str, Any], *, live: dict[str, Any] | None = None, title: str = "Usage dashboard",
-         facts: dict[str, str] | None = None) -> str:  # fmt: skip
-    """The dashboard for ``data`` (:func:`analyst.dashboard.dashboard_data`).
+         facts: dict[str, str] | None = None, extra: str = "") -> str:  # fmt: skip
+    """The dashboard for ``data`` (:func:`analyst.dashboard.dashboard_data`); ``extra`` is HTML placed first
+    in ``<main>`` (the demo's intraday chart).
 
     ``live`` (``today``, ``sytd``, ``categories``, ``analyst``): the service's page with its form, linked
     stylesheet and module; ``None``: a static snapshot with the stylesheet inlined and no script.
@@ -181,7 +188,7 @@ def page(data: dict[str, Any], *, live: dict[str, Any] | None = None, title: str
 smaller cells are in no figure, total or chart. Students are counted per day (daily tokens): <em>student-days</em>
 add each day's distinct students per sub-app; <em>daily students (≥)</em> is the day's largest cell, a lower
 bound.</p>{f"<table class='facts'>{fact_rows}</table>" if fact_rows else ""}</header>
-<main>
+<main>{extra}
 <section aria-labelledby="h-total"><h2 id="h-total">In this range</h2>
 {table("total", "All published usage in the range", [total], SUMMARY)}</section>
 <section aria-labelledby="h-trend"><h2 id="h-trend">Trend (hours per {data["bucket"]})</h2>
@@ -192,18 +199,20 @@ bound.</p>{f"<table class='facts'>{fact_rows}</table>" if fact_rows else ""}</he
 {
         table(
             "top-apps",
-            "Apps by time",
+            "Top apps by time",
             table_rows(data, "top_apps"),
             ("name", "category", *SUMMARY[:3]),
+            NO_CELL,
         )
     }</section>
 <section aria-labelledby="h-sites"><h2 id="h-sites">Top sites</h2>
 {
         table(
             "top-sites",
-            "Sites by time",
+            "Top sites by time",
             table_rows(data, "top_sites"),
             ("name", "category", *SUMMARY[:3]),
+            NO_CELL,
         )
     }</section>
 </div>

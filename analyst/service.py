@@ -11,6 +11,7 @@ from aiohttp import web
 
 from analyst.api import Service, analyst_app
 from analyst.catalog import load_catalog
+from analyst.signin import codes_path
 from analyst.source import reader_for
 from analyst.tokens import AnalystBook, Sessions, tokens_path
 from csync.settings import Settings
@@ -28,6 +29,7 @@ def build_service(settings: Settings) -> Service:
         book=AnalystBook(tokens_path(settings)),
         sessions=Sessions(ttl_s=settings.analyst_session_ttl_s),
         audit=AuditLog.from_settings(settings),
+        codes=codes_path(settings),
     )
 
 

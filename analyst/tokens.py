@@ -150,6 +150,11 @@ def revoke_analyst(path: Path, analyst_id: str) -> int:
     return len(analysts) - len(kept)
 
 
+def parse_tokens_file(path: Path) -> list[tuple[str, str]]:
+    """``(token_sha256 hex, analyst_id)`` of a token file (none when it does not exist)."""
+    return parse_tokens(path.read_bytes()) if path.exists() else []
+
+
 def list_analysts(path: Path) -> list[str]:
     """Analyst ids holding at least one token (no hashes)."""
     return sorted({a["analyst_id"] for a in _read(path)})

@@ -44,6 +44,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from analyst.catalog import SAMPLE_CATALOG, load_catalog
+from analyst.signin import ready_session
 from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from demo import probe
@@ -227,6 +229,9 @@ class Demo:
             collector_metrics_port=free(),
             teacher_api_port=free(),
             teacher_tokens_path=str(self.dir / "teacher_tokens.json"),
+            analyst_api_port=free(),
+            analyst_tokens_path=str(self.dir / "analyst_tokens.json"),
+            analyst_catalog_path=str(SAMPLE_CATALOG),
             collector_tokens_file=str(self.dir / "collector_tokens.json"),
             audit_log_path=str(self.dir / "audit" / "audit.log"),
         )
@@ -327,6 +332,7 @@ class Demo:
             ("lag-monitor", ["lag", "serve"], s.lag_metrics_port, {}),
             ("collector", ["collector"], s.collector_port, {}),
             ("teacher-api", ["teacher-api"], s.teacher_api_port, {}),
+            ("analyst-api", ["analyst-api"], s.analyst_api_port, {}),
         ]
         for name, args, port, extra in plan:
             self._origin(args[0])
@@ -345,6 +351,7 @@ class Demo:
         if waiting:
             self.notes.append(f"not answering after 90 s: {', '.join(waiting)}")
         self.say("pipeline up: " + ", ".join(self.children))
+        self.say(ready_session(s))
 
     def start_simulator(self) -> Child:
         assert self.supervisor is not None  # noqa: S101
@@ -509,6 +516,8 @@ class Demo:
             self.readings,
             k_anonymity=self.settings.k_anonymity,
             summary=summary,
+            rows=rows,
+            catalog=load_catalog(SAMPLE_CATALOG),
         )
 
     def stop(self) -> None:

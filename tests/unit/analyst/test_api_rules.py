@@ -121,3 +121,51 @@ def test_sessions_expire_and_end() -> None:
     sid = sessions.start("a-ops", b"h", now=20.0)
     sessions.end(sid)
     assert sessions.lookup(sid, now=21.0) is None and sessions.lookup(None) is None
+
+
+def test_the_openapi_document_lists_exactly_the_api_routes(tmp_path: Path) -> None:
+    import json
+
+    from csync.settings import PROJECT_ROOT
+
+    doc = json.loads((PROJECT_ROOT / "schemas" / "openapi" / "analyst.v1.json").read_text())
+    service, _tokens = _service(tmp_path)
+    routes = {
+        r.resource.canonical for r in analyst_app(service).router.routes() if r.resource is not None
+    }
+    api_routes = {r for r in routes if r.startswith("/v1/")}
+    assert set(doc["paths"]) == api_routes
+    daily = doc["components"]["schemas"]["DailyCell"]
+    assert set(daily["required"]) == {
+        "day",
+        "app",
+        "sub_app",
+        "name",
+        "category",
+        "active_seconds",
+        "students",
+    }
+
+
+async def test_a_one_time_code_signs_in_once_and_its_session_ends_with_the_token(tmp_path: Path) -> None:
+    import dataclasses
+
+    from analyst.signin import issue_code, redeem
+    from analyst.tokens import hash_token
+
+    service, tokens = _service(tmp_path)
+    service = dataclasses.replace(service, codes=tmp_path / "codes.json")
+    token = issue_token(tokens, "a-ops")
+    expired = issue_code(tmp_path / "old.json", "a-ops", hash_token(token), ttl_s=10, now=0.0)
+    assert redeem(tmp_path / "old.json", expired, now=11.0) is None
+    code = issue_code(tmp_path / "codes.json", "a-ops", hash_token(token))
+    assert code not in (tmp_path / "codes.json").read_text() and len(code) == 14
+    app = analyst_app(service)
+    async with TestClient(TestServer(app)) as http:
+        signed = await http.post("/login", data={"token": code.lower()}, allow_redirects=False)
+        assert signed.status == 303 and (await http.get("/", allow_redirects=False)).status == 200
+        async with TestClient(TestServer(analyst_app(service))) as other:
+            again = await other.post("/login", data={"token": code})
+            assert again.status == 401  # used up
+        revoke_analyst(tokens, "a-ops")
+        assert (await http.get("/", allow_redirects=False)).status == 303
