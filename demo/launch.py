@@ -24,6 +24,7 @@ STAND_INS: dict[str, str] = {
     "usage": "sinks.cli:usage",
     "lag": "ops.cli:lag",
     "teacher-api": "privacy.cli:teacher_api",
+    "analyst-api": "analyst.cli:analyst_api",
 }
 
 

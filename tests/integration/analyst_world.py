@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from analyst.catalog import SAMPLE_CATALOG
 from csync.settings import Settings
 from csync.stack import Stack, free_port
@@ -33,9 +35,10 @@ from producers import simulator_model
 from producers.simulator import SendOptions, run_simulation
 from producers.simulator_model import SimulationConfig
 from producers.truth import Truth, TruthParams, ground_truth
+from schemas.event import ActivityEvent
 from tests.integration.e2e_harness import ROOT, Pipeline, Proc, pipeline_settings, process_env, say
 
-K = 5  # small enough that some web sites pass it too, large enough that many cells do not
+K = 5  # many simulated cells pass it and many do not (the view is migrated with this K)
 DAY_S = 86_400
 # 200 students over 4 schools: many daily cells are published and many are not; each day has its own
 # seed. No invalid events: the simulator's "ts in the future" breakage is the event a day later, which is valid (and in the
@@ -122,6 +125,66 @@ def _event_ids_of_run(tag: str) -> Any:
         simulator_model.ActivityGenerator._event = original  # type: ignore[method-assign]
 
 
+# Simulated students spread over ~50 sites rarely reach K on one; a class browsing together does. Each
+# (site, students, minutes): the third stays below K, beside a published site of the same app ("web").
+WEB_VISITS = (("khanacademy.org", 12, 6), ("en.wikipedia.org", 7, 4), ("coolmathgames.com", 3, 3))
+
+
+def web_class(start_ms: int) -> list[ActivityEvent]:
+    """Events of students browsing the sites of :data:`WEB_VISITS` (heartbeats every 10 s, then logout)."""
+    events = []
+    for v, (site, students, minutes) in enumerate(WEB_VISITS):
+        for n in range(students):
+            student, device = f"s-web{v}-{n:02d}", f"dv-web{v}-{n:02d}"
+            ts = start_ms + n * 1000
+            for i in range(minutes * 6):
+                kind = "app_focus" if i == 0 else "heartbeat"
+                events.append(
+                    ActivityEvent(
+                        f"{device}-{i}",
+                        kind,
+                        ts + i * 10_000,
+                        "d-001",
+                        student,
+                        device,
+                        "web",
+                        site,
+                    )
+                )
+            events.append(
+                ActivityEvent(
+                    f"{device}-end",
+                    "logout",
+                    ts + minutes * 60_000,
+                    "d-001",
+                    student,
+                    device,
+                    "",
+                    "",
+                )
+            )
+    return events
+
+
+async def _send_web_class(pipeline: Pipeline, events: list[ActivityEvent]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=pipeline.s.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for e in events:
+            wire = {"v": 1, "event_id": e.event_id, "kind": e.kind, "ts": e.ts, "district_id": e.district_id,
+                    "student_id": e.student_id, "device_id": e.device_id}  # fmt: skip
+            if e.app:
+                wire |= {"app": e.app, "url": f"https://www.{e.sub_app}/page?x=1"}
+            await producer.send(
+                pipeline.s.topic_activity, json.dumps(wire).encode(), key=e.student_key.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def _run(pipeline: Pipeline) -> list[Truth]:
     await pipeline.create_topics()
     pipeline.start_all(workers=1)
@@ -137,6 +200,12 @@ async def _run(pipeline: Pipeline) -> list[Truth]:
         await pipeline.wait_complete()
         params = TruthParams.from_settings(pipeline.s)
         truths.append(ground_truth(report.acked_events, params, int((now - back * DAY_S) * 1000)))
+    web = web_class(
+        int((time.time() - 3 * 3600) * 1000)
+    )  # three hours ago: no minute of the runs above
+    await _send_web_class(pipeline, web)
+    await pipeline.wait_complete()
+    truths.append(ground_truth(web, TruthParams.from_settings(pipeline.s), int(time.time() * 1000)))
     return truths
 
 

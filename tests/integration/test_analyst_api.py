@@ -141,6 +141,10 @@ def test_every_number_equals_the_truth_over_the_public_rule(world: World) -> Non
     assert len(world.days) >= 3
     suppressed = {k for k, (_s, n) in world.cells.items() if n < K}
     assert world.public() and suppressed, "both sides of K must be exercised"
+    assert {"web"} == {
+        k[1] for k in world.public() if k[2] == "khanacademy.org"
+    }  # a published site
+    assert any(k[1] == "web" for k in suppressed)  # and a suppressed one beside it
     ranges = [{"from": first, "to": last}, {"from": first, "to": world.days[1].isoformat()}]
     ranges += [{"from": d.isoformat(), "to": d.isoformat()} for d in world.days]
     for q in ranges:

@@ -147,7 +147,9 @@ def test_the_openapi_document_lists_exactly_the_api_routes(tmp_path: Path) -> No
     }
 
 
-async def test_a_one_time_code_signs_in_once_and_its_session_ends_with_the_token(tmp_path: Path) -> None:
+async def test_a_one_time_code_signs_in_once_and_its_session_ends_with_the_token(
+    tmp_path: Path,
+) -> None:
     import dataclasses
 
     from analyst.signin import issue_code, redeem
