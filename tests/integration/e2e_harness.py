@@ -171,7 +171,7 @@ class Pipeline:
         self.workers: dict[int, Proc] = {}
         self.redis_sink: Proc | None = None
         self.clickhouse_sink: Proc | None = None
-        self.usage_read_port = free_port()  # the sink's read endpoint (analysts' read path)
+        self.usage_read_port = 0  # the running ClickHouse sink's read endpoint (analysts' read path)
         self._starts = 0
         self.expected_dead: set[int] = set()
         self.last_seen: dict[tuple[str, str], tuple[dict[int, int], dict[int, int]]] = {}
@@ -210,6 +210,7 @@ class Pipeline:
         return self.redis_sink
 
     def start_clickhouse_sink(self, faults: str = "", **extra: Any) -> Proc:
+        self.usage_read_port = free_port()
         env = process_env(
             self.s,
             clickhouse_url=f"chdb://{self.chdb_path}",
