@@ -171,7 +171,7 @@ class Pipeline:
         self.workers: dict[int, Proc] = {}
         self.redis_sink: Proc | None = None
         self.clickhouse_sink: Proc | None = None
-        self.usage_read_port = 0  # the running ClickHouse sink's read endpoint (analysts' read path)
+        self.usage_read_port = 0  # read endpoint of the running ClickHouse sink
         self._starts = 0
         self.expected_dead: set[int] = set()
         self.last_seen: dict[tuple[str, str], tuple[dict[int, int], dict[int, int]]] = {}
