@@ -36,7 +36,12 @@ def reader_for(settings: Settings) -> Reader:
         port = settings.usage_read_port
 
         def from_sink(day_from: dt.date, day_to: dt.date) -> Rows:
-            rows = fetch_from_sink(port, day_from, day_to, None)
+            try:
+                rows = fetch_from_sink(port, day_from, day_to, None)
+            except (OSError, ValueError, KeyError) as exc:  # an HTTP error or a malformed answer
+                raise SourceUnavailable(
+                    f"the sink's read endpoint failed: {type(exc).__name__}"
+                ) from exc
             if rows is None:
                 raise SourceUnavailable(f"no ClickHouse sink answers on 127.0.0.1:{port}")
             return rows

@@ -171,3 +171,30 @@ async def test_a_one_time_code_signs_in_once_and_its_session_ends_with_the_token
             assert again.status == 401  # used up
         revoke_analyst(tokens, "a-ops")
         assert (await http.get("/", allow_redirects=False)).status == 303
+
+
+async def test_an_unreadable_view_is_a_503_not_a_crash(tmp_path: Path) -> None:
+    import dataclasses
+
+    from analyst.source import SourceUnavailable, reader_for
+    from csync.settings import Settings
+    from csync.stack import free_port
+
+    service, tokens = _service(tmp_path)
+    closed = Settings.from_env(
+        env={}, clickhouse_url="chdb:///nowhere", usage_read_port=free_port()
+    )
+    reader = reader_for(closed)
+    try:
+        reader(DAY, DAY)
+    except SourceUnavailable as exc:
+        assert "no ClickHouse sink answers" in str(exc)
+    else:
+        raise AssertionError("a closed read port must be SourceUnavailable")
+    token = issue_token(tokens, "a-ops")
+    async with TestClient(
+        TestServer(analyst_app(dataclasses.replace(service, reader=reader)))
+    ) as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        answer = await http.get("/v1/usage/daily", params=RANGE, headers=auth)
+        assert answer.status == 503 and "no ClickHouse sink" in (await answer.json())["error"]
