@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from analyst.cli import UsageGroup, analyst_api, analyst_token
 from csync.stack_cli import stack, status
 from csync.topics_cli import topics
 from demo.cli import demo
@@ -28,7 +29,9 @@ COMMANDS: tuple[click.Command, ...] = (
     worker,  # streams: the stream worker
     sink,  # sinks: presence → Redis, usage → ClickHouse, the analysts' read path
     clickhouse,
-    usage,
+    UsageGroup(usage),  # the analysts' read path; `usage export` writes a period's files
+    analyst_api,  # analyst: the analysts' API and dashboard, their tokens
+    analyst_token,
     lag,  # ops: consumer lag
     purge,  # privacy: disposal, retention, the teacher API, audit
     retention,

@@ -280,6 +280,18 @@ class Settings:
     audit_keep_files: int = 10
     """Rotated audit files kept besides the current one."""
 
+    # --- the analysts' workspace (analyst/)
+    analyst_api_host: str = "127.0.0.1"
+    """Bind address of ``csync analyst-api`` (usage read API and dashboard over the public view)."""
+    analyst_api_port: int = 8091
+    """Port of ``csync analyst-api``."""
+    analyst_tokens_path: str = ""
+    """JSON file of analyst tokens (SHA-256 hashes only); empty = ``{DATA_DIR}/analyst_tokens.json``."""
+    analyst_catalog_path: str = ""
+    """The district's app catalog (CSV, see ``analyst/catalog.py``); empty = no catalog (all uncatalogued)."""
+    analyst_session_ttl_s: int = 8 * 3600
+    """How long a dashboard sign-in lasts."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``env`` (default: ``os.environ``), then apply ``overrides``."""

@@ -44,6 +44,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from analyst.catalog import SAMPLE_CATALOG, load_catalog
+from analyst.signin import ready_session
 from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from demo import probe
@@ -204,6 +206,9 @@ class Demo:
             monitoring_days="mon-sun",  # a demo's school day runs at any hour
             monitoring_hours="00:00-24:00",
             teacher_tokens_path=str(self.dir / "teacher_tokens.json"),
+            analyst_api_port=free(),
+            analyst_tokens_path=str(self.dir / "analyst_tokens.json"),
+            analyst_catalog_path=str(SAMPLE_CATALOG),
             collector_tokens_file=str(self.dir / "collector_tokens.json"),
             audit_log_path=str(self.dir / "audit" / "audit.log"),
         )
@@ -297,6 +302,7 @@ class Demo:
             ("lag-monitor", ["lag", "serve"], s.lag_metrics_port, {}),
             ("collector", ["collector"], s.collector_port, {}),
             ("teacher-api", ["teacher-api"], s.teacher_api_port, {}),
+            ("analyst-api", ["analyst-api"], s.analyst_api_port, {}),
         ]
         for name, args, port, extra in plan:
             self.children[name] = (self.supervisor.start(name, args, self.env(**extra)), port)
@@ -316,6 +322,7 @@ class Demo:
         self.say("pipeline up: " + ", ".join(self.children))
         self.say(page_invitation(s.teacher_api_host, s.teacher_api_port, self.teacher_token,
                                  self.class_id))  # fmt: skip
+        self.say(ready_session(s))
 
     def start_simulator(self) -> Child:
         assert self.supervisor is not None  # noqa: S101
@@ -479,6 +486,8 @@ class Demo:
             self.readings,
             k_anonymity=self.settings.k_anonymity,
             summary=summary,
+            rows=rows,
+            catalog=load_catalog(SAMPLE_CATALOG),
         )
 
     def stop(self) -> None:

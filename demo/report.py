@@ -1,9 +1,10 @@
 """The demo's HTML report: one self-contained file (no script, no external asset) built from the analysts' view.
 
-Everything in it comes from ``usage.app_daily_public`` (cells of at least ``K_ANONYMITY`` students): the final
-top apps and sites, and the usage over the simulated school day. The view is daily, so the day's shape is
-taken from how the view grew while the demo ran: the orchestrator read it every second and :func:`day_profile`
-turns consecutive readings into time attributed per slice of the simulated day.
+Everything in it comes from ``usage.app_daily_public`` (cells of at least ``K_ANONYMITY`` students) and is
+rendered by the analysts' dashboard renderer (:mod:`analyst.render`, its static form): the same tables, charts
+and rules as ``csync analyst-api`` shows. The one addition is the usage over the simulated school day: the view
+is daily, so the day's shape is taken from how the view grew while the demo ran — the orchestrator read it
+every second and :func:`day_profile` turns consecutive readings into time attributed per slice of the day.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from analyst.catalog import Catalog
+from analyst.dashboard import dashboard_data
+from analyst.render import page
+from analyst.reports import Query, published
 from demo.probe import UsageTotals
 
 PALETTE = ("#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#94a3b8")
@@ -109,20 +115,22 @@ def svg_chart(profile: Profile, width: int = 900, height: int = 320) -> str:
     return "".join(parts)
 
 
-def _table(title: str, totals: dict[str, tuple[float, int]], n: int = 10) -> str:
-    rows = sorted(totals.items(), key=lambda kv: -kv[1][0])[:n]
-    body = (
-        "".join(
-            f"<tr><td>{html.escape(name)}</td><td class='n'>{seconds / 3600:,.2f}</td>"
-            f"<td class='n'>{students:,}</td></tr>"
-            for name, (seconds, students) in rows
-        )
-        or "<tr><td colspan='3'>no cell with at least K students</td></tr>"
-    )
-    return (
-        f"<section><h2>{html.escape(title)}</h2><table><tr><th>name</th><th>hours</th>"
-        f"<th>students (largest cell)</th></tr>{body}</table></section>"
-    )
+def _cells_of_totals(totals: UsageTotals, day: dt.date) -> list[dict[str, Any]]:
+    """Rows standing in for the view when only per-app totals are at hand (one cell per app and site)."""
+    rows = [
+        {
+            "day": day.isoformat(),
+            "app": app,
+            "sub_app": "",
+            "active_seconds": seconds,
+            "students": students,
+        }
+        for app, (seconds, students) in totals.apps.items()
+        if app != "web"
+    ]
+    rows += [{"day": day.isoformat(), "app": "web", "sub_app": site, "active_seconds": seconds,
+              "students": students} for site, (seconds, students) in totals.sites.items()]  # fmt: skip
+    return rows
 
 
 def write_report(
@@ -132,32 +140,27 @@ def write_report(
     *,
     k_anonymity: int,
     summary: dict[str, str],
+    rows: list[dict[str, Any]] | None = None,
+    catalog: Catalog | None = None,
 ) -> Path:
-    """Write ``path`` (creating its folder) and return it."""
-    apps = {k: v for k, v in totals.apps.items() if k != "web"}
-    facts = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary.items()
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ClassroomSync demo report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111827; max-width: 980px; }}
-h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.1rem; margin-top: 1.5rem; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #e5e7eb;
-text-align: left; }} td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.cols {{ display: flex; gap: 2rem; flex-wrap: wrap; }} .note {{ color: #6b7280; font-size: .9rem; }}
-</style></head><body>
-<h1>ClassroomSync demo report</h1>
-<p class="note">Every figure comes from the analysts' view <code>usage.app_daily_public</code>: cells with at least
-{k_anonymity} distinct students, no student, device, school or district in it.</p>
-<table>{facts}</table>
-<h2>Usage over the simulated school day (hours per slice, top apps)</h2>
-{svg_chart(day_profile(readings))}
-<p class="note">Time a slice gained in the view while the demo ran. A cell joins the view once it reaches
-{k_anonymity} students, with the time it had gathered until then.</p>
-<div class="cols">{_table("Top apps by time", apps)}{_table("Top sites by time", totals.sites)}</div>
-</body></html>
-"""
+    """Write ``path`` (creating its folder) and return it.
+
+    ``rows`` are the public view's rows (the report then shows exactly what the analysts' dashboard shows for
+    their days, rendered by :mod:`analyst.render`); without them, one cell per app and site of ``totals``.
+    """
+    today = dt.datetime.now(dt.UTC).date()
+    rows = rows if rows is not None else _cells_of_totals(totals, today)
+    cells = published(rows, k_anonymity)
+    days = sorted({c.day for c in cells}) or [today]
+    query = Query(days[0], days[-1])
+    data = dashboard_data(cells, query, catalog or Catalog(), k_anonymity)
+    profile = (
+        "<section aria-labelledby='h-day'><h2 id='h-day'>Usage over the simulated school day "
+        "(hours per slice, top apps)</h2>" + svg_chart(day_profile(readings)) +
+        "<p class='note'>Time a slice gained in the view while the demo ran. A cell joins the view once "
+        f"it reaches {k_anonymity} students, with the time it had gathered until then.</p></section>"
+    )  # fmt: skip
+    html_page = page(data, title="ClassroomSync demo report", facts=summary, extra=profile)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    path.write_text(html_page, encoding="utf-8")
     return path

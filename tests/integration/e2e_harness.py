@@ -173,6 +173,7 @@ class Pipeline:
         self.workers: dict[int, Proc] = {}
         self.redis_sink: Proc | None = None
         self.clickhouse_sink: Proc | None = None
+        self.usage_read_port = 0  # read endpoint of the running ClickHouse sink
         self._starts = 0
         self.expected_dead: set[int] = set()
         self.last_seen: dict[tuple[str, str], tuple[dict[int, int], dict[int, int]]] = {}
@@ -211,11 +212,12 @@ class Pipeline:
         return self.redis_sink
 
     def start_clickhouse_sink(self, faults: str = "", **extra: Any) -> Proc:
+        self.usage_read_port = free_port()
         env = process_env(
             self.s,
             clickhouse_url=f"chdb://{self.chdb_path}",
             sink_clickhouse_metrics_port=free_port(),
-            usage_read_port=free_port(),
+            usage_read_port=self.usage_read_port,
             sink_fault_injection=faults,
             **extra,
         )

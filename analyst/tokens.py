@@ -1,0 +1,190 @@
+"""Analyst bearer tokens and dashboard sessions; only SHA-256 hashes of tokens are stored.
+
+Token file (``ANALYST_TOKENS_PATH``, JSON, mode 0600)::
+
+    {"version": 1, "analysts": [{"analyst_id": "a-ops", "token_sha256": "<64 hex>"}]}
+
+A token is 256 random bits, shown once when issued (``csync analyst-token add``), never written anywhere; an
+analyst token is its own kind (a teacher token is no analyst token and the reverse — separate files). Lookup
+hashes the presented token and compares it with every entry in constant time, as teacher tokens do; the file
+is re-read on every lookup, so ``csync analyst-token revoke`` takes effect on the next request.
+
+Dashboard sessions: the browser signs in by *posting* a token to ``/login`` (never in a URL, which would end
+up in history, ``Referer`` headers and logs) and gets a random session id in an ``HttpOnly``,
+``SameSite=Strict`` cookie. The server keeps only the id's hash, the analyst, the hash of the token used to
+sign in and an expiry, and checks on every request that this token is still in the file, so revoking it ends
+its sessions for good (a new token for the same analyst does not revive them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from csync.settings import Settings
+from schemas.roster import is_valid_id
+
+
+class TokenFileError(ValueError):
+    """The analyst token file is malformed; the message never contains a token or a hash."""
+
+
+def hash_token(token: str) -> bytes:
+    """SHA-256 of a token."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def tokens_path(settings: Settings) -> Path:
+    """Where the analyst token file of these settings lives."""
+    if settings.analyst_tokens_path:
+        return Path(settings.analyst_tokens_path)
+    return Path(settings.data_dir) / "analyst_tokens.json"
+
+
+def parse_tokens(raw: bytes) -> list[tuple[str, str]]:
+    """``(token_sha256 hex, analyst_id)`` pairs; raises :class:`TokenFileError`."""
+    try:
+        doc: Any = orjson.loads(raw)
+        analysts = doc["analysts"]
+        if doc.get("version") != 1 or not isinstance(analysts, list):
+            raise TokenFileError("analyst token file must be {'version': 1, 'analysts': [...]}")
+        out = []
+        for n, entry in enumerate(analysts):
+            digest, who = str(entry["token_sha256"]), entry["analyst_id"]
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise TokenFileError(f"analyst #{n}: token_sha256 must be 64 lower-case hex digits")
+            if not isinstance(who, str) or not is_valid_id(who):
+                raise TokenFileError(
+                    f"analyst #{n}: analyst_id must be 1-64 chars of [A-Za-z0-9_.-]"
+                )
+            out.append((digest, who))
+        return out
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise TokenFileError(f"malformed analyst token file: {type(exc).__name__}") from exc
+
+
+@dataclass(slots=True)
+class AnalystBook:
+    """The analysts of a token file, reloaded when the file changes."""
+
+    path: Path
+    _entries: list[tuple[bytes, str]] = field(default_factory=list)
+    _raw: bytes | None = None
+
+    def authenticate(self, token: str | None) -> str | None:
+        """The analyst id of ``token`` or ``None``; every entry is compared, in constant time each."""
+        self._refresh()
+        if not token:
+            return None
+        presented, found = hash_token(token), None
+        for stored, who in self._entries:
+            if hmac.compare_digest(stored, presented):
+                found = who  # no break: the time taken does not depend on which entry matched
+        return found
+
+    def still_valid(self, token_digest: bytes) -> bool:
+        """Whether the token with this SHA-256 is still in the file (a session ends with its token)."""
+        self._refresh()
+        found = False
+        for stored, _who in self._entries:
+            found |= hmac.compare_digest(stored, token_digest)
+        return found
+
+    def _refresh(self) -> None:
+        # The file is small: compare its bytes, not its stat (an atomic replace can reuse the inode,
+        # mtime and size, and a missed revocation is not acceptable).
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            self._entries, self._raw = [], None
+            return
+        if raw != self._raw:
+            self._entries = [(bytes.fromhex(h), who) for h, who in parse_tokens(raw)]
+            self._raw = raw
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    parse_tokens(raw)
+    analysts: list[dict[str, Any]] = orjson.loads(raw)["analysts"]
+    return analysts
+
+
+def _write(path: Path, analysts: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps({"version": 1, "analysts": analysts}, option=orjson.OPT_INDENT_2))
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)  # atomic: a running service never reads half a file
+
+
+def issue_token(path: Path, analyst_id: str) -> str:
+    """Add a token for ``analyst_id`` and return it — the only copy."""
+    if not is_valid_id(analyst_id):
+        raise TokenFileError("analyst_id must be 1-64 chars of [A-Za-z0-9_.-]")
+    token = secrets.token_urlsafe(32)
+    _write(
+        path, [*_read(path), {"analyst_id": analyst_id, "token_sha256": hash_token(token).hex()}]
+    )
+    return token
+
+
+def revoke_analyst(path: Path, analyst_id: str) -> int:
+    """Remove every token of ``analyst_id``; how many were removed."""
+    analysts = _read(path)
+    kept = [a for a in analysts if a["analyst_id"] != analyst_id]
+    _write(path, kept)
+    return len(analysts) - len(kept)
+
+
+def parse_tokens_file(path: Path) -> list[tuple[str, str]]:
+    """``(token_sha256 hex, analyst_id)`` of a token file (none when it does not exist)."""
+    return parse_tokens(path.read_bytes()) if path.exists() else []
+
+
+def list_analysts(path: Path) -> list[str]:
+    """Analyst ids holding at least one token (no hashes)."""
+    return sorted({a["analyst_id"] for a in _read(path)})
+
+
+@dataclass(slots=True)
+class Sessions:
+    """Dashboard sessions in memory: hash of the session id → (analyst, hash of the token signed in
+    with, expiry on the monotonic clock)."""
+
+    ttl_s: float
+    _live: dict[bytes, tuple[str, bytes, float]] = field(default_factory=dict)
+
+    def start(self, analyst_id: str, token_digest: bytes, now: float | None = None) -> str:
+        """A new session id for ``analyst_id`` (goes into the cookie only)."""
+        now = time.monotonic() if now is None else now
+        self._live = {h: v for h, v in self._live.items() if v[2] > now}
+        sid = secrets.token_urlsafe(32)
+        self._live[hash_token(sid)] = (analyst_id, token_digest, now + self.ttl_s)
+        return sid
+
+    def lookup(self, sid: str | None, now: float | None = None) -> tuple[str, bytes] | None:
+        """``(analyst, token hash)`` of a live session id, or ``None``."""
+        if not sid:
+            return None
+        now = time.monotonic() if now is None else now
+        found = self._live.get(hash_token(sid))
+        return (found[0], found[1]) if found and found[2] > now else None
+
+    def end(self, sid: str | None) -> None:
+        """Forget a session (sign out)."""
+        if sid:
+            self._live.pop(hash_token(sid), None)
