@@ -37,6 +37,7 @@ from csync.settings import Settings, SettingsError
 from ops.lag import (
     Commit,
     Point,
+    Rules,
     Status,
     add_commit,
     add_point,
@@ -45,6 +46,7 @@ from ops.lag import (
     partition_status,
     should_record_commit,
     time_lag_s,
+    window_size,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,12 @@ class LagMonitor:
             raise SettingsError("LAG_WINDOW must be >= 1 and LAG_TABLE_POINTS >= 2")
         if settings.lag_sample_interval_s <= 0:
             raise SettingsError("LAG_SAMPLE_INTERVAL_S must be > 0")
+        if settings.lag_min_span_s < 0 or settings.lag_noise_s < 0:
+            raise SettingsError("LAG_MIN_SPAN_S and LAG_NOISE_S must be >= 0")
+        self.rules = Rules(settings.lag_min_span_s, settings.lag_noise_s)
+        self.window = window_size(
+            settings.lag_window, settings.lag_sample_interval_s, settings.lag_min_span_s
+        )
         self.settings = settings
         self.fixed_groups = list(groups) if groups is not None else None
         self.clock = clock
@@ -225,7 +233,7 @@ class LagMonitor:
                 and lag is not None
                 and should_record_commit(window, offset, info.members > 0)
             ):
-                window = add_commit(window, Commit(offset, now, lag), self.settings.lag_window)
+                window = add_commit(window, Commit(offset, now, lag), self.window)
                 self._windows[key] = window
             rows.append(
                 PartitionLag(
@@ -235,7 +243,7 @@ class LagMonitor:
                     committed=offset,
                     lag=lag,
                     time_lag_s=time_lag_s(self._tables.get(tp, ()), offset, now),
-                    status=partition_status(window, lag, now),
+                    status=partition_status(window, lag, now, self.rules),
                 )
             )
         return GroupLag(
@@ -353,14 +361,29 @@ class LagMonitor:
         return self._consumer
 
 
-def format_table(report: Sequence[GroupLag]) -> str:
-    """``csync lag``'s table: one row per group and topic."""
+NA_HINT = "sample longer with --watch"
+
+
+def status_text(status: Status) -> str:
+    """How the table prints a status (``NA`` as ``n/a``)."""
+    return "n/a" if status is Status.NA else status.name
+
+
+def format_table(report: Sequence[GroupLag], na_hint: str = NA_HINT) -> str:
+    """``csync lag``'s table: one row per group and topic; a line explaining ``n/a`` when one shows."""
     header = ("GROUP", "TOPIC", "PARTITIONS", "LAG", "MAX-TIME-LAG-S", "STATUS")
     rows: list[tuple[str, ...]] = []
     for g in report:
         if not g.partitions:
             rows.append(
-                (g.group, "-", "0", "-", "-", g.status.name + (f" ({g.error})" if g.error else ""))
+                (
+                    g.group,
+                    "-",
+                    "0",
+                    "-",
+                    "-",
+                    status_text(g.status) + (f" ({g.error})" if g.error else ""),
+                )
             )
         for topic in g.topics():
             parts = [p for p in g.partitions if p.topic == topic]
@@ -373,11 +396,14 @@ def format_table(report: Sequence[GroupLag]) -> str:
                     str(len(parts)),
                     str(sum(lags)) if lags else "-",
                     f"{max(times):.1f}" if times else "-",
-                    group_status(p.status for p in parts).name,
+                    status_text(group_status(p.status for p in parts)),
                 )
             )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
+    lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
         for r in (header, *rows)
-    )
+    ]
+    if any(r[-1] == "n/a" for r in rows):
+        lines.append(f"n/a — {na_hint} (too few samples yet for Burrow's rules)")
+    return "\n".join(lines)
