@@ -68,7 +68,7 @@ def lag(
         url = exporter or f"http://127.0.0.1:{settings.lag_metrics_port}/metrics"
         view = _exporter_view(url, prefix, groups)
         if view is not None:
-            from ops.lag_monitor import format_table
+            from ops.lag_view import format_table
 
             click.echo(f"lag: the view of the lag exporter at {url}", err=True)
             click.echo(format_table(view))
@@ -96,7 +96,8 @@ def _exporter_view(url: str, prefix: str | None, groups: tuple[str, ...]) -> lis
 async def _print_lag(
     settings: Settings, groups: list[str] | None, watch: bool, count: int | None
 ) -> None:
-    from ops.lag_monitor import LagMonitor, format_table
+    from ops.lag_monitor import LagMonitor
+    from ops.lag_view import format_table
 
     async with LagMonitor(settings, groups) as monitor:
         if not watch:

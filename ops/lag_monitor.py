@@ -181,9 +181,13 @@ class LagMonitor:
             infos = await self._describe(groups)
             committed: dict[str, dict[TopicPartition, int]] = {}
             errors: dict[str, str] = {}
+            # Time lag is "how far behind was the group when its offsets were read", so a slow sample (many
+            # groups, a busy broker) does not add its own duration to the lag of the groups read first.
+            read_at: dict[str, float] = {}
             for group in groups:
                 try:
                     committed[group] = await self._committed(group)
+                    read_at[group] = self.clock()
                 except Exception as exc:  # one unreadable group must not hide the others
                     errors[group] = f"{type(exc).__name__}: {exc}"
             wanted: set[TopicPartition] = set()
@@ -200,7 +204,9 @@ class LagMonitor:
                 self._tables.get(tp, ()), Point(end, now), self.settings.lag_table_points
             )
         report = [
-            self._evaluate(g, infos[g], committed.get(g, {}), ends, now, errors.get(g, ""))
+            self._evaluate(
+                g, infos[g], committed.get(g, {}), ends, now, read_at.get(g, now), errors.get(g, "")
+            )
             for g in groups
         ]
         self.export(report, ends)
@@ -216,6 +222,7 @@ class LagMonitor:
         committed: dict[TopicPartition, int],
         ends: dict[TopicPartition, int],
         now: float,
+        read_at: float,
         error: str,
     ) -> GroupLag:
         if error:
@@ -242,7 +249,7 @@ class LagMonitor:
                     end_offset=ends[tp],
                     committed=offset,
                     lag=lag,
-                    time_lag_s=time_lag_s(self._tables.get(tp, ()), offset, now),
+                    time_lag_s=time_lag_s(self._tables.get(tp, ()), offset, read_at),
                     status=partition_status(window, lag, now, self.rules),
                 )
             )
@@ -359,51 +366,3 @@ class LagMonitor:
         if self._consumer is None:
             raise RuntimeError("LagMonitor is not started")
         return self._consumer
-
-
-NA_HINT = "sample longer with --watch"
-
-
-def status_text(status: Status) -> str:
-    """How the table prints a status (``NA`` as ``n/a``)."""
-    return "n/a" if status is Status.NA else status.name
-
-
-def format_table(report: Sequence[GroupLag], na_hint: str = NA_HINT) -> str:
-    """``csync lag``'s table: one row per group and topic; a line explaining ``n/a`` when one shows."""
-    header = ("GROUP", "TOPIC", "PARTITIONS", "LAG", "MAX-TIME-LAG-S", "STATUS")
-    rows: list[tuple[str, ...]] = []
-    for g in report:
-        if not g.partitions:
-            rows.append(
-                (
-                    g.group,
-                    "-",
-                    "0",
-                    "-",
-                    "-",
-                    status_text(g.status) + (f" ({g.error})" if g.error else ""),
-                )
-            )
-        for topic in g.topics():
-            parts = [p for p in g.partitions if p.topic == topic]
-            lags = [p.lag for p in parts if p.lag is not None]
-            times = [p.time_lag_s for p in parts if p.time_lag_s is not None]
-            rows.append(
-                (
-                    g.group,
-                    topic,
-                    str(len(parts)),
-                    str(sum(lags)) if lags else "-",
-                    f"{max(times):.1f}" if times else "-",
-                    status_text(group_status(p.status for p in parts)),
-                )
-            )
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in (header, *rows)
-    ]
-    if any(r[-1] == "n/a" for r in rows):
-        lines.append(f"n/a — {na_hint} (too few samples yet for Burrow's rules)")
-    return "\n".join(lines)

@@ -1,11 +1,11 @@
-"""The running lag exporter's view, read back from its ``/metrics`` for ``csync lag``.
+"""How ``csync lag`` shows lag: its table, and the running lag exporter's view read back from ``/metrics``.
 
 A one-shot ``csync lag`` watches the groups for a second, far too short for Burrow's rules (see
 :mod:`ops.lag`, "Evidence"); ``csync lag serve`` has watched them for its whole window. So when an exporter
 answers, ``csync lag`` prints the exporter's view instead of guessing. The table is rebuilt from the gauges the
 exporter serves anyway (:mod:`csync.metrics`): per partition the offset lag, time lag and committed offset, per
-topic partition the end offset, per group the status. The exporter exports no per-partition status, so every
-row of a group shows the group's status.
+topic partition the end offset, per group the status. The exporter exports no per-partition status, so a
+partition with lag shows its group's status, and one with no lag OK (Burrow's rule 1 needs nothing more).
 
 Only an answer that is a lag exporter's counts: one with at least one successful sample
 (``csync_lag_samples_total{outcome="ok"}``). Every other process serves the same metric families, empty.
@@ -16,10 +16,11 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from collections.abc import Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ops.lag import Status
+from ops.lag import Status, group_status
 from ops.lag_monitor import GroupLag, PartitionLag
 
 _Key = tuple[str, str, int]  # group, topic, partition
@@ -85,7 +86,55 @@ def _group(
                 committed=int(committed[key]) if key in committed else None,
                 lag=int(lags[key]),
                 time_lag_s=seconds.get(key),
-                status=status,
+                status=status if lags[key] else Status.OK,
             )
         )
     return GroupLag(group, "-", 0, tuple(rows), status)
+
+
+NA_HINT = "sample longer with --watch"
+
+
+def status_text(status: Status) -> str:
+    """How the table prints a status (``NA`` as ``n/a``)."""
+    return "n/a" if status is Status.NA else status.name
+
+
+def format_table(report: Sequence[GroupLag], na_hint: str = NA_HINT) -> str:
+    """``csync lag``'s table: one row per group and topic; a line explaining ``n/a`` when one shows."""
+    header = ("GROUP", "TOPIC", "PARTITIONS", "LAG", "MAX-TIME-LAG-S", "STATUS")
+    rows: list[tuple[str, ...]] = []
+    for g in report:
+        if not g.partitions:
+            rows.append(
+                (
+                    g.group,
+                    "-",
+                    "0",
+                    "-",
+                    "-",
+                    status_text(g.status) + (f" ({g.error})" if g.error else ""),
+                )
+            )
+        for topic in g.topics():
+            parts = [p for p in g.partitions if p.topic == topic]
+            lags = [p.lag for p in parts if p.lag is not None]
+            times = [p.time_lag_s for p in parts if p.time_lag_s is not None]
+            rows.append(
+                (
+                    g.group,
+                    topic,
+                    str(len(parts)),
+                    str(sum(lags)) if lags else "-",
+                    f"{max(times):.1f}" if times else "-",
+                    status_text(group_status(p.status for p in parts)),
+                )
+            )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in (header, *rows)
+    ]
+    if any(r[-1] == "n/a" for r in rows):
+        lines.append(f"n/a — {na_hint} (too few samples yet for Burrow's rules)")
+    return "\n".join(lines)

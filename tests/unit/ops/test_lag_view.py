@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from ops.lag import Status
-from ops.lag_monitor import GroupLag, PartitionLag, format_table
-from ops.lag_view import parse_exporter_metrics
+from ops.lag_monitor import GroupLag, PartitionLag
+from ops.lag_view import format_table, parse_exporter_metrics
 
 
 def exposition(samples_ok: int, status: str = "OK") -> str:
@@ -20,6 +20,10 @@ def exposition(samples_ok: int, status: str = "OK") -> str:
     st = Gauge("csync_lag_group_status", "x", ["group", "status"], registry=reg)
     samples = Counter("csync_lag_samples_total", "x", ["outcome"], registry=reg)
     for p, (n, s) in enumerate([(120, 0.8), (40, 1.4)]):
+        # The roster topic is read to its end: no lag, whatever the group's status.
+        lag.labels("csync-worker", "roster.v1", str(p)).set(0)
+        committed.labels("csync-worker", "roster.v1", str(p)).set(7)
+        end.labels("roster.v1", str(p)).set(7)
         lag.labels("csync-worker", "device-activity.v1", str(p)).set(n)
         secs.labels("csync-worker", "device-activity.v1", str(p)).set(s)
         committed.labels("csync-worker", "device-activity.v1", str(p)).set(1000 - n)
@@ -36,14 +40,14 @@ def test_the_exporters_view_becomes_the_same_table() -> None:
     assert view is not None
     (group,) = view
     assert group.group == "csync-worker" and group.status is Status.STALL
-    assert [(p.partition, p.lag, p.committed, p.end_offset) for p in group.partitions] == [
+    activity = [p for p in group.partitions if p.topic == "device-activity.v1"]
+    assert [(p.partition, p.lag, p.committed, p.end_offset) for p in activity] == [
         (0, 120, 880, 1000),
         (1, 40, 960, 1000),
     ]
-    table = format_table(view)
-    assert table.splitlines()[1].split() == [
-        "csync-worker", "device-activity.v1", "2", "160", "1.4", "STALL",
-    ]  # fmt: skip
+    table = format_table(view).splitlines()
+    assert table[1].split() == ["csync-worker", "device-activity.v1", "2", "160", "1.4", "STALL"]
+    assert table[2].split() == ["csync-worker", "roster.v1", "2", "0", "-", "OK"]
 
 
 def test_a_process_that_has_not_sampled_is_not_an_exporter() -> None:
