@@ -67,6 +67,8 @@ def lag(
     if not watch and not no_exporter:
         url = exporter or f"http://127.0.0.1:{settings.lag_metrics_port}/metrics"
         view = _exporter_view(url, prefix, groups)
+        if view is None and exporter is not None:
+            raise click.ClickException(f"no lag exporter at {url} answers for these groups")
         if view is not None:
             from ops.lag_view import format_table
 

@@ -7,7 +7,7 @@ a real Prometheus with the alert rules):
    alert is pending; a one-shot ``csync lag`` of its own never guesses (OK or n/a, never STALL or WARN);
 2. a hung worker (SIGSTOP) turns the worker group STALL or STOP within the window, the panel shows it and
    ``CsyncConsumerStalledOrStopped`` goes pending; once it is killed the other worker takes over: OK again;
-3. a slowed ClickHouse sink (each insert 0.5 s, 2 records a batch) turns its group WARN; restarted at full
+3. a slowed ClickHouse sink (each insert 0.5 s, 8 records a batch: 2 per partition) turns its group WARN; restarted at full
    speed it drains and turns OK.
 """
 
@@ -269,7 +269,7 @@ async def stopped_worker_phase(pipeline: Pipeline, settings: Settings, url: str,
         took = time.monotonic() - stopped_at
         table = await asyncio.to_thread(csync_lag, settings, "--exporter", url)
         say(f"worker 0 stopped (SIGSTOP) {took:.1f}s ago, csync lag:\n{table}")
-        assert took <= 3 * WINDOW * SAMPLE_S + 10, took
+        assert took <= 2 * WINDOW * SAMPLE_S + 3, took  # the window, with slack for a busy box
         assert view[settings.worker_group].status in (Status.STALL, Status.STOP)
         await wait_prometheus(
             prom,
@@ -303,13 +303,19 @@ async def wait_prometheus(prom: str, condition: Callable[[], bool], what: str) -
 async def slowed_sink_phase(pipeline: Pipeline, settings: Settings, url: str, prom: str) -> None:
     group = settings.sink_group_clickhouse
     assert pipeline.stop_clickhouse_sink() == 0
-    pipeline.start_clickhouse_sink(faults="slow_insert_ms=500", sink_max_batch=2)
+    pipeline.start_clickhouse_sink(faults="slow_insert_ms=500", sink_max_batch=8)
     slowed_at = time.monotonic()
     view = await wait_status(pipeline, url, group, {Status.WARN}, timeout_s=90)
     table = await asyncio.to_thread(csync_lag, settings, "--exporter", url)
     say(f"ClickHouse sink slowed {time.monotonic() - slowed_at:.1f}s ago, csync lag:\n{table}")
     assert table_rows(table)[group][-1] == "WARN", table
     assert view[group].status is Status.WARN
+    # A verdict, not a blip: every partition advances (no STALL) and the lag keeps growing.
+    held: list[str] = []
+    for _ in range(WINDOW):
+        await asyncio.sleep(SAMPLE_S)
+        held.append((await exporter(url))[group].status.name)
+    assert held == ["WARN"] * WINDOW, held
     await wait_prometheus(
         prom,
         lambda: panel_status(prom).get(group) == "WARN",
