@@ -243,6 +243,11 @@ class Settings:
     """Seconds between two samples of committed and end offsets."""
     lag_window: int = 10
     """Burrow's sliding window: commits kept per partition for the status rules (10 × interval)."""
+    lag_min_span_s: float = 10.0
+    """A partition with lag gets a status only after the monitor watched it this long (several commit
+    intervals; before that ``csync lag`` says n/a): STOP, STALL and WARN need that much evidence."""
+    lag_noise_s: float = 2.0
+    """WARN needs the lag to grow, over the window, by more than this many seconds of input (not jitter)."""
     lag_table_points: int = 60
     """Points (end offset, wall time) kept per partition to interpolate time lag (kafka-lag-exporter)."""
 

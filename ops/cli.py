@@ -7,11 +7,15 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from csync.config import load_settings
 from csync.settings import Settings
+
+if TYPE_CHECKING:
+    from ops.lag_monitor import GroupLag
 
 
 def _settings(prefix: str | None, interval: float | None) -> Settings:
@@ -25,34 +29,76 @@ def _settings(prefix: str | None, interval: float | None) -> Settings:
 
 
 @click.group("lag", invoke_without_command=True)
-@click.option("--watch", is_flag=True, help="Refresh the table every interval until Ctrl-C.")
+@click.option("--watch", is_flag=True, help="Sample and print every interval until Ctrl-C.")
 @click.option(
     "--interval", type=float, default=None, help="Seconds between samples (LAG_SAMPLE_INTERVAL_S)."
 )
+@click.option("--count", type=int, default=None, help="With --watch: stop after this many tables.")
 @click.option("--prefix", default=None, help="Consumer group id prefix (LAG_GROUP_PREFIX).")
 @click.option("--group", "groups", multiple=True, help="Watch exactly this group (repeatable).")
+@click.option(
+    "--exporter",
+    default=None,
+    help="/metrics URL of a running `csync lag serve` (default: 127.0.0.1:LAG_METRICS_PORT).",
+)
+@click.option("--no-exporter", is_flag=True, help="Never read an exporter; sample here.")
 @click.pass_context
 def lag(
     ctx: click.Context,
     watch: bool,
     interval: float | None,
+    count: int | None,
     prefix: str | None,
     groups: tuple[str, ...],
+    exporter: str | None,
+    no_exporter: bool,
 ) -> None:
     """Consumer lag of our groups: offsets, seconds, Burrow-style status.
 
-    Without --watch it samples twice, one interval apart (1 s unless --interval), so time lag and status have
-    two points to go on; statuses firm up over LAG_WINDOW samples, which --watch and ``lag serve`` keep.
+    Without --watch it prints the running exporter's view (`csync lag serve`, which has watched the groups
+    for its whole window) when one answers; otherwise it samples twice, one interval apart (1 s unless
+    --interval), which tells lag and time lag but is too short for Burrow's rules: a partition with lag then
+    shows n/a rather than a guess. --watch keeps sampling, and statuses appear once LAG_MIN_SPAN_S is covered.
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings(prefix, interval if interval is not None else (None if watch else 1.0))
+    if not watch and not no_exporter:
+        url = exporter or f"http://127.0.0.1:{settings.lag_metrics_port}/metrics"
+        view = _exporter_view(url, prefix, groups)
+        if view is None and exporter is not None:
+            raise click.ClickException(f"no lag exporter at {url} answers for these groups")
+        if view is not None:
+            from ops.lag_view import format_table
+
+            click.echo(f"lag: the view of the lag exporter at {url}", err=True)
+            click.echo(format_table(view))
+            return
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_print_lag(settings, list(groups) or None, watch))
+        asyncio.run(_print_lag(settings, list(groups) or None, watch, count))
 
 
-async def _print_lag(settings: Settings, groups: list[str] | None, watch: bool) -> None:
-    from ops.lag_monitor import LagMonitor, format_table
+def _exporter_view(url: str, prefix: str | None, groups: tuple[str, ...]) -> list[GroupLag] | None:
+    """The exporter's groups narrowed to ``--prefix``/``--group``; ``None`` when it cannot show them all."""
+    from ops.lag_view import fetch_exporter_view
+
+    view = fetch_exporter_view(url)
+    if view is None:
+        return None
+    if prefix is not None:
+        view = [g for g in view if g.group.startswith(prefix)]
+    if groups:
+        view = [g for g in view if g.group in groups]
+        if {g.group for g in view} != set(groups):
+            return None  # the exporter does not watch a group asked for: sample it here
+    return view
+
+
+async def _print_lag(
+    settings: Settings, groups: list[str] | None, watch: bool, count: int | None
+) -> None:
+    from ops.lag_monitor import LagMonitor
+    from ops.lag_view import format_table
 
     async with LagMonitor(settings, groups) as monitor:
         if not watch:
@@ -60,13 +106,16 @@ async def _print_lag(settings: Settings, groups: list[str] | None, watch: bool) 
             await asyncio.sleep(settings.lag_sample_interval_s)
             click.echo(format_table(await monitor.sample()))
             return
-        while True:
+        printed = 0
+        while count is None or printed < count:
             report = await monitor.sample()
             if sys.stdout.isatty():
                 click.clear()
-            click.echo(format_table(report))
-            click.echo("")
-            await asyncio.sleep(settings.lag_sample_interval_s)
+            click.echo(format_table(report, na_hint="the window is still filling"))
+            click.echo("", nl=True)
+            printed += 1
+            if count is None or printed < count:
+                await asyncio.sleep(settings.lag_sample_interval_s)
 
 
 @lag.command("serve")

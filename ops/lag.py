@@ -14,41 +14,61 @@ two points around it, or by extrapolation along the table's first→last trend l
 is ``now − that time``; 0 when the committed offset is the newest end offset; unknown with fewer than 2 points.
 
 **Status** follows Burrow's evaluator (``core/internal/evaluator/caching.go``; wiki "Consumer Lag Evaluation
-Rules"). For each partition a sliding window keeps the last ``window`` commits (offset, time, lag at the time).
-Checked in this order, the first that holds wins:
+Rules"). For each partition a sliding window keeps the last commits (offset, time, lag at the time). Checked in
+this order, the first that holds wins:
 
 1. if the current lag is 0 or any lag in the window is 0 → OK;
 2. if the committed offset ever decreased within the window → REWIND;
 3. if ``now − last commit time > last commit time − first commit time`` → STOP (the group stopped committing);
 4. if the committed offset never changed over the window (lag > 0 throughout) → STALL;
 5. if the offsets advance but the lag never decreased between two commits → WARN (slow, falling behind);
-6. otherwise → OK (catching up). Rules 4–5 need two commits; with one, only rules 1–3 apply.
+6. otherwise → OK (catching up).
+
+**Evidence.** Burrow sees every commit of a consumer that commits once a minute, so its window spans minutes.
+A sampler sees only the committed offset at each sample, and our consumers commit about once a second, so a
+window of a few samples a second apart cannot tell "stuck" from "between two commits", nor a trend from the
+sub-second jitter of batching. So rules 3–5 are applied only once the window has watched the partition for at
+least ``min_span_s`` (several commit intervals); before that a partition with lag is ``NA`` ("not enough
+evidence yet"), never a guess. Rules 1–2 need no span: a zero lag or an offset going back is conclusive.
+Rule 5 also asks that the lag grew, over the window, by more than ``noise_s`` seconds of the partition's input
+(its rate over the window): a consumer that keeps up but commits once a second shows a lag that wobbles by about
+a second of input, which is noise, not "falling behind".
 
 A group's status is the most severe of its partitions' in Burrow's order OK < WARN < ERR < STOP < STALL <
 REWIND (Burrow reports anything past ERR as ERR at group level; we keep the name, so the operator sees the rule).
-``ERR`` is ours for "could not be evaluated" (the monitor failed to read the group).
+``ERR`` is ours for "could not be evaluated" (the monitor failed to read the group). A group with no partition
+worse than OK but some partition still ``NA`` is ``NA``.
 
-Sizing: the window (``LAG_WINDOW × LAG_SAMPLE_INTERVAL_S``, 50 s by default) must span several commits of the
-slowest-committing consumer (the worker commits once per ``WORKER_SNAPSHOT_S``), or a healthy consumer between
-two commits looks stalled.
+Sizing: the window (``LAG_WINDOW × LAG_SAMPLE_INTERVAL_S``, 50 s by default) must span ``LAG_MIN_SPAN_S``; the
+monitor widens it to enough samples when the interval is short (``--watch --interval 1``).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
 class Status(enum.Enum):
-    """A partition's or group's health, in Burrow's order of severity."""
+    """A partition's or group's health, in Burrow's order of severity (``NA``: not enough evidence yet)."""
 
+    NA = 0
     OK = 1
     WARN = 2
     ERR = 3
     STOP = 4
     STALL = 5
     REWIND = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """How much evidence the status rules ask for (see "Evidence" in the module docstring)."""
+
+    min_span_s: float = 10.0
+    noise_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,28 +146,58 @@ def add_commit(window: Sequence[Commit], commit: Commit, size: int) -> tuple[Com
     return (*window, commit)[-size:]
 
 
-def partition_status(window: Sequence[Commit], current_lag: int | None, now: float) -> Status:
-    """Burrow's rules 1–5 over a partition's window (see the module docstring)."""
+def partition_status(
+    window: Sequence[Commit], current_lag: int | None, now: float, rules: Rules
+) -> Status:
+    """Burrow's rules 1–6 over a partition's window, with the evidence rules (see the module docstring)."""
     if not window or not current_lag or any(c.lag == 0 for c in window):
         return Status.OK
     pairs = list(zip(window, window[1:], strict=False))
     if any(b.offset < a.offset for a, b in pairs):
         return Status.REWIND
     first, last = window[0], window[-1]
+    if now - first.time < rules.min_span_s:
+        return Status.NA  # watched for too short a time to tell a stop, a stall or a trend
     if now - last.time > last.time - first.time:
         return Status.STOP
     if len(window) < 2:
-        return Status.OK  # one commit tells neither a stall nor a trend (Burrow: incomplete window)
+        return Status.NA  # one commit tells neither a stall nor a trend (Burrow: incomplete window)
     if all(b.offset == a.offset for a, b in pairs):
         return Status.STALL
-    if all(b.lag >= a.lag for a, b in pairs):
+    if all(b.lag >= a.lag for a, b in pairs) and lag_growth_s(first, last) > rules.noise_s:
         return Status.WARN
     return Status.OK
 
 
+def lag_growth_s(first: Commit, last: Commit) -> float:
+    """How much the lag grew from ``first`` to ``last``, in seconds of the partition's input at its rate
+    over that span (end offset = committed + lag); ``inf`` when nothing new arrived but the lag grew."""
+    grown = last.lag - first.lag
+    if grown <= 0:
+        return 0.0
+    arrived = (last.offset + last.lag) - (first.offset + first.lag)
+    span = last.time - first.time
+    if arrived <= 0 or span <= 0:
+        return float("inf")
+    return grown / (arrived / span)
+
+
 def group_status(statuses: Iterable[Status]) -> Status:
-    """The most severe partition status (OK for a group with no partitions)."""
-    return max(statuses, key=lambda s: s.value, default=Status.OK)
+    """The most severe partition status; ``NA`` when none is worse than OK and some is ``NA``; OK for a
+    group with no partitions."""
+    seen = set(statuses)
+    worst = max(seen - {Status.NA}, key=lambda s: s.value, default=Status.OK)
+    if worst is Status.OK and Status.NA in seen:
+        return Status.NA
+    return worst
+
+
+def window_size(window: int, interval_s: float, min_span_s: float) -> int:
+    """Commits to keep per partition: ``window``, or enough samples ``interval_s`` apart to span
+    ``min_span_s`` (plus one), whichever is more, so a short interval still gathers the evidence."""
+    if window < 1 or interval_s <= 0:
+        raise ValueError("the window holds at least one commit, taken a positive interval apart")
+    return max(window, math.ceil(min_span_s / interval_s) + 1)
 
 
 def should_record_commit(

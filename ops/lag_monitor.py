@@ -38,6 +38,7 @@ from csync.settings import Settings, SettingsError
 from ops.lag import (
     Commit,
     Point,
+    Rules,
     Status,
     add_commit,
     add_point,
@@ -46,6 +47,7 @@ from ops.lag import (
     partition_status,
     should_record_commit,
     time_lag_s,
+    window_size,
 )
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,12 @@ class LagMonitor:
             raise SettingsError("LAG_WINDOW must be >= 1 and LAG_TABLE_POINTS >= 2")
         if settings.lag_sample_interval_s <= 0:
             raise SettingsError("LAG_SAMPLE_INTERVAL_S must be > 0")
+        if settings.lag_min_span_s < 0 or settings.lag_noise_s < 0:
+            raise SettingsError("LAG_MIN_SPAN_S and LAG_NOISE_S must be >= 0")
+        self.rules = Rules(settings.lag_min_span_s, settings.lag_noise_s)
+        self.window = window_size(
+            settings.lag_window, settings.lag_sample_interval_s, settings.lag_min_span_s
+        )
         self.settings = settings
         self.fixed_groups = list(groups) if groups is not None else None
         self.clock = clock
@@ -178,9 +186,13 @@ class LagMonitor:
             infos = await self._describe(groups)
             committed: dict[str, dict[TopicPartition, int]] = {}
             errors: dict[str, str] = {}
+            # Time lag is "how far behind was the group when its offsets were read", so a slow sample (many
+            # groups, a busy broker) does not add its own duration to the lag of the groups read first.
+            read_at: dict[str, float] = {}
             for group in groups:
                 try:
                     committed[group] = await self._committed(group)
+                    read_at[group] = self.clock()
                 except Exception as exc:  # one unreadable group must not hide the others
                     errors[group] = f"{type(exc).__name__}: {exc}"
             wanted: set[TopicPartition] = set()
@@ -197,7 +209,9 @@ class LagMonitor:
                 self._tables.get(tp, ()), Point(end, now), self.settings.lag_table_points
             )
         report = [
-            self._evaluate(g, infos[g], committed.get(g, {}), ends, now, errors.get(g, ""))
+            self._evaluate(
+                g, infos[g], committed.get(g, {}), ends, now, read_at.get(g, now), errors.get(g, "")
+            )
             for g in groups
         ]
         self.export(report, ends)
@@ -213,6 +227,7 @@ class LagMonitor:
         committed: dict[TopicPartition, int],
         ends: dict[TopicPartition, int],
         now: float,
+        read_at: float,
         error: str,
     ) -> GroupLag:
         if error:
@@ -230,7 +245,7 @@ class LagMonitor:
                 and lag is not None
                 and should_record_commit(window, offset, info.members > 0)
             ):
-                window = add_commit(window, Commit(offset, now, lag), self.settings.lag_window)
+                window = add_commit(window, Commit(offset, now, lag), self.window)
                 self._windows[key] = window
             rows.append(
                 PartitionLag(
@@ -239,8 +254,8 @@ class LagMonitor:
                     end_offset=ends[tp],
                     committed=offset,
                     lag=lag,
-                    time_lag_s=time_lag_s(self._tables.get(tp, ()), offset, now),
-                    status=partition_status(window, lag, now),
+                    time_lag_s=time_lag_s(self._tables.get(tp, ()), offset, read_at),
+                    status=partition_status(window, lag, now, self.rules),
                 )
             )
         return GroupLag(
@@ -356,33 +371,3 @@ class LagMonitor:
         if self._consumer is None:
             raise RuntimeError("LagMonitor is not started")
         return self._consumer
-
-
-def format_table(report: Sequence[GroupLag]) -> str:
-    """``csync lag``'s table: one row per group and topic."""
-    header = ("GROUP", "TOPIC", "PARTITIONS", "LAG", "MAX-TIME-LAG-S", "STATUS")
-    rows: list[tuple[str, ...]] = []
-    for g in report:
-        if not g.partitions:
-            rows.append(
-                (g.group, "-", "0", "-", "-", g.status.name + (f" ({g.error})" if g.error else ""))
-            )
-        for topic in g.topics():
-            parts = [p for p in g.partitions if p.topic == topic]
-            lags = [p.lag for p in parts if p.lag is not None]
-            times = [p.time_lag_s for p in parts if p.time_lag_s is not None]
-            rows.append(
-                (
-                    g.group,
-                    topic,
-                    str(len(parts)),
-                    str(sum(lags)) if lags else "-",
-                    f"{max(times):.1f}" if times else "-",
-                    group_status(p.status for p in parts).name,
-                )
-            )
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in (header, *rows)
-    )

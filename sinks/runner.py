@@ -85,7 +85,7 @@ class SinkLoop:
             # With something buffered and flush_when_idle, only take what the consumer already fetched.
             idle_check = self.flush_when_idle and bool(self._next)
             timeout_ms = 0 if idle_check else max(1, int(self._time_left() * 1000))
-            batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+            batches = await self._poll(timeout_ms)
             async with self._lock:
                 got = False
                 for tp, records in batches.items():
@@ -104,6 +104,19 @@ class SinkLoop:
         async with self._lock:
             if self._next:
                 await self._flush_and_commit(stop=None)
+
+    async def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """Up to ``max_batch`` records, shared between the partitions: aiokafka hands out one partition's
+        fetched buffer before the next, so a sink behind on every partition would drain one while the
+        others' offsets (and lag) stand still."""
+        assigned = self.consumer.assignment()
+        share = max(1, self.max_batch // max(1, len(assigned)))
+        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=share)
+        if sum(map(len, batches.values())) >= share:  # capped: other partitions may wait too
+            for tp in assigned - set(batches):
+                batches.update(await self.consumer.getmany(tp, timeout_ms=0, max_records=share))
+        return batches
 
     def _time_left(self) -> float:
         return self.flush_interval_s - (time.monotonic() - self._batch_started)

@@ -26,10 +26,10 @@ app, and exactness comes from determinism instead of transactions:
    dropped by the receiving partition's event-id dedup or lateness rule.
 
 So the state after recovery is exactly the state consistent with the intents, whatever the committed
-group offsets say (we commit them after each snapshot only for lag monitoring). Limitation: without
-transactions nothing fences a zombie worker still writing after losing its partition; replay skips
-intents that do not continue the state's offsets, which covers duplicate intents but not diverging
-ones.
+group offsets say (we commit them for lag monitoring only: about once a second, the position whose
+outputs were acked). Limitation: without transactions nothing fences a zombie worker still writing
+after losing its partition; replay skips intents that do not continue the state's offsets, which
+covers duplicate intents but not diverging ones.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ from streams.usage import UsageRules, to_rows
 
 log = logging.getLogger(__name__)
 ONLINE_EXPORT_S = 5.0  # how often the online-students gauge is recounted (a pass over the states)
+# The group's committed offsets follow what was processed (outputs acked) this closely, so lag monitoring
+# measures processing, not the snapshot cadence. Recovery never reads them.
+COMMIT_EVERY_S = 1.0
 INTENT_KEY = b"intent"
 SNAPSHOT_KEY = b"snap"
 
@@ -200,6 +203,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = False
         self._recovering = False
         self._last_trim = 0.0
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
         self.started = False  # start() finished: clients connected, subscribed
         self.failed = False  # run() raised: the process must stop
 
@@ -364,12 +369,32 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             done.append((intent, out))
         if time.monotonic() - self._online_exported >= ONLINE_EXPORT_S:
             self._export_online()  # also when nothing is emitted: timeouts change who is online
-        if not done:
+        if done:
+            await self._emit(done, write_intent=True)
+            for intent, out in done:
+                self.processed_events += out.valid
+                await self._maybe_snapshot(intent.partition)
+        # Also after an idle poll: the last batch's commit may still be due.
+        if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+            await self._commit_processed()
+
+    async def _commit_processed(self) -> None:
+        """Commit each partition's processed position (outputs acked), if it moved: monitoring only."""
+        self._last_commit = time.monotonic()
+        offsets: dict[TopicPartition, int] = {}
+        for p, state in self.states.items():
+            offsets[TopicPartition(self.s.topic_activity, p)] = state.act_next
+            if state.roster_next:
+                offsets[TopicPartition(self.s.topic_roster, p)] = state.roster_next
+        self._committed = {tp: o for tp, o in self._committed.items() if tp in offsets}
+        moved = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
+        if not moved or self.consumer is None:
             return
-        await self._emit(done, write_intent=True)
-        for intent, out in done:
-            self.processed_events += out.valid
-            await self._maybe_snapshot(intent.partition)
+        try:
+            await self.consumer.commit(moved)
+            self._committed.update(moved)
+        except Exception:  # noqa: BLE001 - informational only (lag monitoring)
+            log.warning("offset commit failed", exc_info=True)
 
     def _export_online(self) -> None:
         """Students shown online, per district, as a gauge: counts only, never an id."""

@@ -60,8 +60,9 @@ def panel_queries() -> list[tuple[str, list[str]]]:
 
 
 @contextmanager
-def prometheus(targets: dict[str, str], workdir: Path) -> Iterator[str]:
-    """A real Prometheus on a free port, scraping ``{job: host:port}`` every second."""
+def prometheus(targets: dict[str, str], workdir: Path, rules: Path | None = None) -> Iterator[str]:
+    """A real Prometheus on a free port, scraping ``{job: host:port}`` every second and evaluating the
+    alert ``rules`` file, if given, every second."""
     port = local_stack.free_port()
     config = workdir / "prometheus.yml"
     jobs = "".join(
@@ -69,7 +70,9 @@ def prometheus(targets: dict[str, str], workdir: Path) -> Iterator[str]:
         for job, target in targets.items()
     )
     config.write_text(
-        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        + (f"rule_files:\n  - {rules}\n" if rules is not None else "")
+        + f"scrape_configs:\n{jobs}"
     )
     log = (workdir / "prometheus.log").open("w")
     proc = subprocess.Popen(

@@ -21,8 +21,11 @@ from tests.integration.test_lag import commit_zero, produce
 
 
 @contextmanager
-def lag_serve(settings: Settings, prefix: str, workdir: Path, window: int = 4) -> Iterator[str]:
-    """Run ``csync lag serve`` on a free port for groups starting with ``prefix``; yield its base URL."""
+def lag_serve(
+    settings: Settings, prefix: str, workdir: Path, window: int = 4, **extra: str
+) -> Iterator[str]:
+    """Run ``csync lag serve`` on a free port for groups starting with ``prefix``; yield its base URL.
+    ``extra`` are more environment variables (``LAG_MIN_SPAN_S="5"``); they win over the defaults here."""
     log = workdir / "lag-serve.log"
     env = dict(
         os.environ,
@@ -30,8 +33,10 @@ def lag_serve(settings: Settings, prefix: str, workdir: Path, window: int = 4) -
         LAG_GROUP_PREFIX=prefix,
         LAG_SAMPLE_INTERVAL_S="0.5",
         LAG_WINDOW=str(window),
+        LAG_MIN_SPAN_S="2",
         DATA_DIR=str(workdir),
     )
+    env.update(extra)
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "csync.cli", "lag", "serve", "--port", "0"],
