@@ -25,9 +25,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord
 
 from csync import metrics
 from sinks.shape import BatchSink, FlushResult, PermanentSinkError, SourceRewind
