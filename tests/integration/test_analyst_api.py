@@ -332,27 +332,29 @@ def test_the_scheduled_export_writes_the_period_of_the_real_view(
 # --- the dashboard in a real browser
 
 
-def _table(driver: Any, table_id: str) -> list[dict[str, float | str]]:
-    from selenium.webdriver.common.by import By
-
+async def _table(page: Any, table_id: str) -> list[dict[str, float | str]]:
+    cells = await page.eval_on_selector_all(
+        f"table#{table_id} tbody tr",
+        """trs => trs.map(tr => Array.from(tr.querySelectorAll('td'))
+            .filter(td => td.dataset.col)
+            .map(td => [td.dataset.col, td.getAttribute('data-value'), td.innerText.trim()]))""",
+    )
     rows = []
-    for tr in driver.find_elements(By.CSS_SELECTOR, f"table#{table_id} tbody tr"):
-        row: dict[str, float | str] = {}
-        for td in tr.find_elements(By.TAG_NAME, "td"):
-            column, value = td.get_attribute("data-col"), td.get_attribute("data-value")
-            if column:
-                row[column] = float(value) if value is not None else td.text
+    for tr in cells:
+        row: dict[str, float | str] = {
+            column: float(value) if value is not None else text for column, value, text in tr
+        }
         if row:
             rows.append(row)
     return rows
 
 
-def _tables_match_the_api(world: World, driver: Any, q: dict[str, str]) -> None:
+async def _tables_match_the_api(world: World, page: Any, q: dict[str, str]) -> None:
     data = world.json("/v1/dashboard", **q)
     pairs = (("top-apps", data["top_apps"]["rows"]), ("top-sites", data["top_sites"]["rows"]),
              ("categories", data["categories"]), ("trend", data["trend"]), ("licenses", data["licenses"]))  # fmt: skip
     for table_id, want in pairs:
-        got = _table(driver, table_id)
+        got = await _table(page, table_id)
         assert len(got) == len(want), (
             f"{table_id}: {len(got)} rows on screen, {len(want)} from the API"
         )
@@ -368,59 +370,55 @@ def _tables_match_the_api(world: World, driver: Any, q: dict[str, str]) -> None:
 
 
 @pytest.mark.browser
-def test_the_dashboard_in_chromium_matches_the_api_and_downloads_its_csv(
+async def test_the_dashboard_in_chromium_matches_the_api_and_downloads_its_csv(
     world: World, tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from tests.browser import chromium
 
-    from tests.integration.analyst_browser import available, chromium
-
-    missing = available()
-    assert missing is None, missing
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    with chromium(downloads) as driver:
-        wait = WebDriverWait(driver, 30)
-        driver.get(world.base_url + "/")
-        assert driver.current_url.endswith("/login")
-        driver.find_element(By.ID, "token").send_keys(world.token)
-        driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
-        wait.until(ec.presence_of_element_located((By.ID, "range")))
-        assert world.token not in driver.current_url and "token" not in driver.current_url
-        cookies = driver.get_cookies()
+    async with chromium() as browser:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 2000}, accept_downloads=True
+        )
+        page = await context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        await page.goto(world.base_url + "/")
+        assert page.url.endswith("/login")
+        await page.fill("#token", world.token)
+        await page.click("form[action='/login'] button")
+        await page.wait_for_selector("#range", timeout=30_000)
+        assert world.token not in page.url and "token" not in page.url
+        cookies = await context.cookies()
         assert [c["httpOnly"] for c in cookies] == [True] and cookies[0]["sameSite"] == "Strict"
         # The "last 7 days" preset fills the range from the page's today and reloads.
-        driver.find_element(By.CSS_SELECTOR, "button[data-preset='7']").click()
         today = world.days[-1]
-        wait.until(lambda d: f"from={(today - dt.timedelta(days=6)).isoformat()}" in d.current_url)
-        _tables_match_the_api(
+        week_from = f"from={(today - dt.timedelta(days=6)).isoformat()}"
+        await page.click("button[data-preset='7']")
+        await page.wait_for_url(lambda url: week_from in url, timeout=30_000)
+        await page.wait_for_selector("#range", timeout=30_000)
+        await _tables_match_the_api(
             world,
-            driver,
+            page,
             {"from": (today - dt.timedelta(days=6)).isoformat(), "to": today.isoformat()},
         )
-        driver.save_screenshot(str(world.artifacts / "dashboard-last-7-days.png"))
+        await page.screenshot(path=str(world.artifacts / "dashboard-last-7-days.png"))
         # A custom range: the first two simulated days, typed into the date inputs.
         q = {"from": world.days[0].isoformat(), "to": world.days[1].isoformat()}
         for name in ("from", "to"):
-            field = driver.find_element(By.ID, name)
-            driver.execute_script("arguments[0].value = arguments[1]", field, q[name])
-        driver.find_element(By.CSS_SELECTOR, "#range button[type='submit']").click()
-        wait.until(lambda d: f"to={q['to']}" in d.current_url)
-        _tables_match_the_api(world, driver, q)
-        driver.save_screenshot(str(world.artifacts / "dashboard-two-days.png"))
+            await page.eval_on_selector(f"#{name}", "(el, v) => { el.value = v; }", q[name])
+        await page.click("#range button[type='submit']")
+        await page.wait_for_url(lambda url: f"to={q['to']}" in url, timeout=30_000)
+        await page.wait_for_selector("#range", timeout=30_000)
+        await _tables_match_the_api(world, page, q)
+        await page.screenshot(path=str(world.artifacts / "dashboard-two-days.png"))
         # The CSV of what is on screen.
-        driver.find_element(By.ID, "csv").click()
-        WebDriverWait(driver, 30).until(
-            lambda d: [p for p in downloads.iterdir() if p.suffix == ".csv"]
-        )
-        [saved] = [p for p in downloads.iterdir() if p.suffix == ".csv"]
+        async with page.expect_download(timeout=30_000) as download_info:
+            await page.click("#csv")
+        download = await download_info.value
+        saved = tmp_path / download.suggested_filename
+        await download.save_as(saved)
         assert saved.name == f"usage-{q['from']}-{q['to']}.csv"
         assert saved.read_bytes() == world.get("/v1/dashboard.csv", q)[1]
-        blocked = [
-            e["message"]
-            for e in driver.get_log("browser")
-            if "Content Security Policy" in e["message"]
-        ]
+        blocked = [text for text in console if "Content Security Policy" in text]
         assert not blocked, blocked
+        await context.close()
