@@ -36,7 +36,7 @@ from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from csync.topics import create_topics
 from producers.collector import make_producer
-from producers.partitioner import partition_for_key
+from schemas.routing import partition_for_key
 
 DISTRICT = "d-bench"
 TICK_S = 0.01

@@ -39,10 +39,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync import stack as local_stack
 from csync.settings import Settings
+from csync.topics import worker_topic_specs
 from producers.simulator import build_records
 from producers.simulator_model import SimItem, SimulationConfig, generate
 from schemas.event import ActivityEvent
-from streams.engine import Engine, worker_topic_specs
+from streams.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -200,9 +200,7 @@ async def retention_report(
     settings: Settings, *, clickhouse: bool = True, sample: int = 50
 ) -> list[RetentionRow]:
     """Every store's retention row (Kafka, Redis, ClickHouse, audit)."""
-    from streams.engine import (
-        worker_topic_specs,
-    )  # the worker's internal topics, as it creates them
+    from csync.topics import worker_topic_specs  # the worker's internal topics too
 
     rows = await kafka_rows(settings, worker_topic_specs(settings))
     rows += await redis_rows(settings, sample)

@@ -34,21 +34,13 @@ from aiokafka import AIOKafkaProducer
 from csync import metrics
 from csync.settings import Settings
 from ops.endpoints import OpsServer
-from producers.partitioner import partition_for_key
-from schemas.decoder import (
-    MAX_ENVELOPE_BYTES,
-    MAX_ENVELOPE_EVENTS,
-    EventOutcome,
-    Limits,
-    Reason,
-    decode_record,
-    encode_event,
-    event_object,
-)
+from schemas.decoder import EventOutcome, Limits, Reason, decode_record, encode_event
+from schemas.dlq import COLLECTOR_SOURCE, dlq_record
+from schemas.envelope import encode_envelopes
 from schemas.event import ActivityEvent
+from schemas.routing import partition_for_key
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / "collector.v1.json"
-DLQ_SOURCE = b"collector"
 # The producer's own linger: none, the collector batches windows itself (see make_producer).
 PRODUCER_LINGER_MS = 0
 # Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
@@ -204,7 +196,7 @@ class Collector:
             sends = []
             async with self._send_lock:  # a student's events stay in order across windows
                 for partition, events in pending.events.items():
-                    for chunk in _envelopes(events):
+                    for chunk in encode_envelopes(events):
                         sends.append(
                             await self.producer.send(
                                 self.settings.topic_activity, chunk, partition=partition
@@ -227,20 +219,19 @@ class Collector:
     async def _dlq(self, rejected: list[tuple[int, str | None, bytes, str, str]]) -> None:
         sends = []
         for index, key, raw, reason, detail in rejected:
-            headers = [
-                ("error", reason.encode()),
-                ("error_detail", detail.encode()),
-                ("source_topic", DLQ_SOURCE),
-                ("source_partition", b"-1"),
-                ("source_offset", b"-1"),
-                ("source_index", str(index).encode()),
-            ]
+            record_key, value, headers = dlq_record(
+                key.encode() if key else None,
+                raw,
+                reason,
+                detail,
+                source_topic=COLLECTOR_SOURCE,
+                source_partition=-1,
+                source_offset=-1,
+                source_index=index,
+            )
             sends.append(
                 await self.producer.send(
-                    self.settings.topic_dlq,
-                    raw,
-                    key=key.encode() if key else None,
-                    headers=headers,
+                    self.settings.topic_dlq, value, key=record_key, headers=headers
                 )
             )
             metrics.DLQ_RECORDS.labels(reason).inc()
@@ -348,46 +339,6 @@ class Collector:
 
     async def handle_openapi(self, _request: web.Request) -> web.Response:
         return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
-
-
-def _envelopes(events: list[ActivityEvent]) -> list[bytes]:
-    """Envelopes of ``events`` in order, cut at 1,000 events or 1 MiB (as ``encode_event`` each)."""
-    chunks: list[bytes] = []
-    for start in range(0, len(events), MAX_ENVELOPE_EVENTS):
-        part = events[start : start + MAX_ENVELOPE_EVENTS]
-        # One orjson call per envelope: the same bytes as "[" + ",".join(encode_event(e)) + "]".
-        value = orjson.dumps(
-            [
-                {"v": 1, "event_id": e[0], "kind": e[1], "ts": e[2], "district_id": e[3],
-                 "student_id": e[4], "device_id": e[5], "app": e[6], "sub_app": e[7]}
-                if e[6] and e[7] else event_object(e)
-                for e in part
-            ]
-        )  # fmt: skip
-        if len(value) <= MAX_ENVELOPE_BYTES:
-            chunks.append(value)
-        else:  # rare: large members; the rest is cut by size
-            chunks.extend(_envelopes_by_size(events[start:]))
-            break
-    return chunks
-
-
-def _envelopes_by_size(events: list[ActivityEvent]) -> list[bytes]:
-    chunks: list[bytes] = []
-    parts: list[bytes] = []
-    size = 2
-    for event in events:
-        encoded = encode_event(event)
-        if parts and (
-            len(parts) >= MAX_ENVELOPE_EVENTS or size + len(encoded) > MAX_ENVELOPE_BYTES
-        ):
-            chunks.append(b"[" + b",".join(parts) + b"]")
-            parts, size = [], 2
-        parts.append(encoded)
-        size += len(encoded) + 1
-    if parts:
-        chunks.append(b"[" + b",".join(parts) + b"]")
-    return chunks
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:

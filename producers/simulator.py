@@ -28,7 +28,6 @@ from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
 from producers.envelopes import EnvelopeBuilder
-from producers.partitioner import partition_for_key
 from producers.simulator_model import (
     ActivityGenerator,
     InvalidEvent,
@@ -44,6 +43,7 @@ from producers.simulator_model import (
 from producers.truth import TruthParams, ground_truth, save_truth
 from schemas.event import ActivityEvent
 from schemas.roster import roster_key
+from schemas.routing import partition_for_key
 
 # A count up to this many items is generated before sending (about 0.5 KiB of memory per item, plus
 # ~0.2 KiB of envelope bytes when an unpaced burst is prepared whole: ~1.4 GB at the limit); larger

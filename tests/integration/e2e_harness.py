@@ -42,12 +42,11 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from csync.settings import Settings
 from csync.stack import free_port
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from producers.simulator import SendOptions, SendReport, run_simulation
 from producers.simulator_model import SimulationConfig, Student, build_population
 from producers.truth import Truth, TruthParams, ground_truth
 from schemas.internal import UsagePartial
-from streams.engine import worker_topic_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY_S = 86_400

@@ -30,7 +30,6 @@ import zstandard
 from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
-from producers.partitioner import partition_for_key
 from producers.simulator import SendOptions, SendReport, produce_roster
 from producers.simulator_model import (
     ActivityGenerator,
@@ -41,6 +40,7 @@ from producers.simulator_model import (
 )
 from schemas.decoder import EventOutcome, Reason, decode_record
 from schemas.event import ActivityEvent
+from schemas.routing import partition_for_key
 from tests.integration.e2e_harness import (
     E2E_CONFIG,
     Pipeline,

@@ -25,12 +25,11 @@ from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
 from csync.stack import free_port
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import encode_event
 from schemas.event import ActivityEvent
-from streams.engine import worker_topic_specs
-from streams.partition import partition_of
+from schemas.routing import partition_for_key
 from tests.integration.test_worker_pipeline import presence_now, usage_now
 
 pytestmark = pytest.mark.kafka
@@ -88,7 +87,7 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
             by_p: dict[int, list[dict[str, object]]] = {}
             for e in chunk:
                 key = e.student_key.encode()
-                p = partition_of(key, s.partitions)
+                p = partition_for_key(key, s.partitions)
                 if e.student_id in MISROUTED:  # misconfigured producer: always the wrong one
                     await producer.send(
                         s.topic_activity, encode_event(e), key=key, partition=(p + 1) % s.partitions

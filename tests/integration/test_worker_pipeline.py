@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync.settings import Settings
 from csync.stack import free_port
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from producers.simulator import SendOptions, build_records, simulated_span_ms
 from producers.simulator_model import (
     InvalidEvent,
@@ -45,7 +45,6 @@ from producers.truth import Truth, TruthParams, ground_truth
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange, UsagePartial
 from schemas.roster import RosterRecord, roster_key
-from streams.engine import worker_topic_specs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.engine import PROBE_GAP_MS, InputHealth
+from streams.close_policy import PROBE_GAP_MS, InputHealth
 
 CLOSE_MS = 6_000
 T0 = 1_000_000
