@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -45,6 +43,7 @@ from producers.truth import Truth, TruthParams, ground_truth
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange, UsagePartial
 from schemas.roster import RosterRecord, roster_key
+from streams.worker import worker_command, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,12 +71,10 @@ def worker_settings(make_settings: Callable[..., Settings], unique: str) -> Sett
 
 def start_worker(s: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``csync worker`` as its own process, configured through the environment like production."""
-    env = {**os.environ, **s.to_env()}
-    env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
-        [sys.executable, "-m", "csync.cli", "worker"],
+        worker_command(),
         cwd=ROOT,
-        env=env,
+        env=worker_env(s, port),
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )
