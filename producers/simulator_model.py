@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from schemas.clock import DAY_MS
 from schemas.event import APP_FOCUS, HEARTBEAT, IDLE, LOGOUT, ActivityEvent
 from schemas.roster import RosterRecord
 
@@ -324,7 +325,7 @@ def _invalid_like(event: ActivityEvent, rng: random.Random) -> InvalidEvent:
         obj["app"], obj["url"] = "web", "notaurl"
         reason = "bad_url"
     else:
-        obj["ts"] = event.ts + 86_400_000
+        obj["ts"] = event.ts + DAY_MS
         reason = "ts_in_future"
     return InvalidEvent(f"{event.district_id}:{event.student_id}", obj, reason)
 

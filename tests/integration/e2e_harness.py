@@ -46,11 +46,11 @@ from csync.topics import create_topics, worker_topic_specs
 from producers.simulator import SendOptions, SendReport, run_simulation
 from producers.simulator_model import SimulationConfig, Student, build_population
 from producers.truth import Truth, TruthParams, ground_truth
+from schemas.clock import DAY_S
 from schemas.internal import UsagePartial
 from streams.worker import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
-DAY_S = 86_400
 
 # The simulated population of most scenarios: 1 district, 2 schools, 66 students, ~80 devices; with K = 10
 # the analysts' view keeps some daily cells and suppresses others, so both sides of the rule are checked.
