@@ -142,9 +142,10 @@ class Settings:
     worker_dlq_window: int = 1000
     """Events of one partition over which ``WORKER_DLQ_MAX_RATIO`` is judged (not before this many
     were seen)."""
-    worker_dlq_max_consecutive: int = 1000
+    worker_dlq_max_consecutive: int = 200
     """A worker also stops when this many invalid events of one partition came without a valid one
-    in between (counted per batch: a batch with a valid event ends the run)."""
+    in between (counted per batch: a batch with a valid event ends the run). This is what stops a
+    flood early: the ratio needs a full window of one partition first."""
     worker_commit_interval_s: float = 1.0
     """How often a worker commits its group offsets (just past the last batch whose outputs Kafka
     acknowledged), for lag monitoring; recovery never reads them."""

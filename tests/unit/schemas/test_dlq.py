@@ -25,7 +25,7 @@ def test_dlq_record_has_the_contract_headers_in_order() -> None:
 
 def test_defaults_come_from_settings() -> None:
     limit = DlqLimit.from_settings(Settings())
-    assert (limit.max_ratio, limit.window, limit.max_consecutive) == (0.5, 1000, 1000)
+    assert (limit.max_ratio, limit.window, limit.max_consecutive) == (0.5, 1000, 200)
     with pytest.raises(ValueError):
         DlqLimit(1.5, 10, 10)
 
