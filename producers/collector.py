@@ -283,9 +283,10 @@ def tune_gc() -> None:
     """Freeze what start-up made and collect the young generation less often (call once, after
     start-up).
 
-    A request of 500 events makes ~1,500 short-lived tracked objects (parsed members, events,
-    outcomes); with CPython's default thresholds (700, 10, 10) the cyclic GC ran twice per
-    request and re-scanned the libraries' objects. The request path makes no reference cycles.
+    A request makes a few short-lived tracked objects per event (parsed members, events,
+    outcomes); with CPython's default thresholds (700, 10, 10) the cyclic GC would run several
+    times per request and re-scan the libraries' objects. The request path makes no reference
+    cycles.
     """
     gc.collect()
     gc.freeze()

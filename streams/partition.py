@@ -225,8 +225,8 @@ def process_batch(
     me, n = state.partition, params.partitions
     # Group the valid events per student (arrival order kept within a student) in one pass, then
     # run the rules once per student and device, not once per event. Groups are applied every
-    # _CHUNK_EVENTS events, in arrival order: a poll can hold ~100k events, and holding all of them
-    # decoded at once made the worker's RSS peak several times its state.
+    # _CHUNK_EVENTS events, in arrival order, so a big poll is never held decoded all at once
+    # (the worker's memory stays near its state).
     groups: dict[str, list[ActivityEvent]] = {}
     pending = 0
     dropped = out.dropped_fields

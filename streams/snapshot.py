@@ -23,10 +23,9 @@ def _buffer_doc(device: DeviceUsage) -> list[tuple[Any, ...]]:
     """A device's buffer as snapshots have always written it: ``[ts, q, active, app, sub_app]``
     entries in buffer order.
 
-    The state no longer keeps an arrival number per buffered event (the buffer's order is the
-    arrival order of equal ``ts``); ``q`` is the position, which sorts the entries the same way and
-    is below the book's ``seq``. So a worker still running the previous release can read a snapshot
-    written by this one (a rolling upgrade moves partitions both ways).
+    ``q`` is the entry's position: it sorts the entries in the buffer's order (the arrival order of
+    equal ``ts``) and is below the book's ``seq``, so every release reading ``q`` as an arrival
+    number reads this snapshot right (a rolling upgrade moves partitions both ways).
     """
     if device.ts is None or device.labels is None:
         return []
@@ -41,9 +40,8 @@ _SNAPSHOT_ROWS = 1024  # students or devices serialised at a time
 def _json_rows(rows: Iterable[list[Any]]) -> Iterator[bytes]:
     """The JSON of ``rows`` as the members of an array, ``_SNAPSHOT_ROWS`` at a time.
 
-    A partition's rows all built at once (the previous encoder) were a transient of ~2 KB per
-    student, allocated right after every few seconds of input: the worker's RSS peaked there and
-    the freed pools stayed scattered among the state's objects.
+    Only one chunk of rows exists at a time, so encoding a large partition does not hold a second,
+    transient copy of its state in memory.
     """
     chunk: list[list[Any]] = []
     for row in rows:
