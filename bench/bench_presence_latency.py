@@ -36,6 +36,7 @@ from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from csync.topics import create_topics
 from producers.collector import make_producer
+from schemas.envelope import cut_envelopes
 from schemas.routing import partition_for_key
 from streams.worker import worker_command
 
@@ -99,11 +100,10 @@ class Load:
                 if due > 0:
                     groups = self.events(due, int(time.time() * 1000))
                     for partition, members in groups.items():
-                        await producer.send(
-                            self.settings.topic_activity,
-                            b"[" + b",".join(members) + b"]",
-                            partition=partition,
-                        )
+                        for value in cut_envelopes(members):
+                            await producer.send(
+                                self.settings.topic_activity, value, partition=partition
+                            )
                     sent += due
                 await asyncio.sleep(TICK_S)
             await producer.flush()
