@@ -48,7 +48,7 @@ from streams.close_policy import InputHealth, closes, settled_ends
 from streams.kafka_io import KafkaBatchLog, KafkaInputs, KafkaOutputs
 from streams.keys import DayKeyExchange
 from streams.ordering import Batch, BatchRunner
-from streams.partition import Outputs, Record, params_of
+from streams.partition import Outputs, PartitionState, Record, params_of
 from streams.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self.failed = False  # run() raised: the process must stop
 
     @property
-    def states(self) -> dict[int, Any]:
+    def states(self) -> dict[int, PartitionState]:
         """The partition states of this worker (empty before start)."""
         return self.runner.states if self.runner is not None else {}
 
