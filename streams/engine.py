@@ -220,6 +220,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 for p in todo:
                     n = await runner.recover(p, todo, firsts)
                     log.info("partition %d recovered: %d intents replayed", p, n)
+                    self._mark_processed(p)
             finally:
                 self._recovering = False
             for tp in assigned:

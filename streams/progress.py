@@ -65,14 +65,16 @@ class Progress(Generic[K]):
         self._last = now
         self._task = asyncio.ensure_future(self._run(offsets))
 
-    async def flush(self) -> None:
-        """Wait for the commit in flight, then commit what is due now (stop, revocation)."""
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait for the commit in flight, then commit what is due now (stop, revocation); gives up
+        after ``timeout_s`` each (a commit is informational: stopping never waits long for it)."""
         if self._task is not None:
             with contextlib.suppress(Exception):
-                await self._task
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         offsets = self.due()
         if offsets:
-            await self._run(offsets)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._run(offsets), timeout_s)
 
     async def _run(self, offsets: dict[K, int]) -> None:
         try:

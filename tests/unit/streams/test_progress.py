@@ -102,3 +102,12 @@ async def test_forgotten_partitions_are_not_committed() -> None:
     progress.forget(["a"])
     await progress.flush()
     assert commits.calls == [{"b": 4}]
+
+
+async def test_flush_gives_up_on_a_commit_that_hangs() -> None:
+    commits = Commits()
+    commits.gate = asyncio.Event()  # never set: the broker does not answer
+    progress = Progress(commits, 1.0, clock=lambda: 10.0)
+    progress.mark("a", 1)
+    await progress.flush(timeout_s=0.05)
+    assert commits.calls == [] and progress.due() == {"a": 1}
