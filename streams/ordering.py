@@ -12,7 +12,6 @@ order is tested with in-memory adapters and run with the Kafka ones (:mod:`strea
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -21,7 +20,6 @@ from streams.batch_log import BatchLog, Intent, recovery_plan
 from streams.partition import Outputs, Params, PartitionState, Record, new_state, process_batch
 from streams.snapshot import decode_snapshot, encode_snapshot
 
-log = logging.getLogger(__name__)
 SNAPSHOT_AFTER_INTENTS = 500  # a snapshot at least this often, whatever the clock says
 
 Batch = tuple[Intent, Outputs]
