@@ -146,7 +146,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             fetch_max_bytes=s.worker_fetch_bytes * 4,
         )
         await self.consumer.start()
-        self.progress = Progress(self.consumer.commit, s.worker_commit_interval_s)
+        self.progress = Progress(self._commit, s.worker_commit_interval_s)
         self.consumer.subscribe([s.topic_activity, s.topic_roster], listener=self)
         # A poll decodes up to ~100k events into short-lived tuples; with CPython's default
         # thresholds (700, 10, 10) the cyclic GC re-scanned the long-lived state and the libraries
@@ -287,6 +287,14 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         tps = [TopicPartition(self.s.topic_activity, p) for p in partitions]
         ends = await self.reader.end_offsets(tps)
         return {tp.partition: int(end) for tp, end in ends.items()}
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the offsets of partitions this worker still owns (never another's)."""
+        assert self.consumer is not None  # noqa: S101 - started
+        owned = self.consumer.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in owned}
+        if mine:
+            await self.consumer.commit(mine)
 
     def _mark_processed(self, p: int) -> None:
         """The outputs of ``p`` up to its state's offsets are acknowledged: commit them soon."""

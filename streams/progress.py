@@ -66,11 +66,15 @@ class Progress(Generic[K]):
         self._task = asyncio.ensure_future(self._run(offsets))
 
     async def flush(self, timeout_s: float = 5.0) -> None:
-        """Wait for the commit in flight, then commit what is due now (stop, revocation); gives up
-        after ``timeout_s`` each (a commit is informational: stopping never waits long for it)."""
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        """Finish the commit in flight, then commit what is due now (stop, revocation).
+
+        Each waits at most ``timeout_s`` and is cancelled after that: a commit that outlived a
+        revocation could land after the partition's next owner committed, moving its offset back.
+        """
+        task, self._task = self._task, None
+        if task is not None and not (await asyncio.wait({task}, timeout=timeout_s))[0]:
+            task.cancel()
+            await asyncio.wait({task})
         offsets = self.due()
         if offsets:
             with contextlib.suppress(TimeoutError):

@@ -104,10 +104,16 @@ async def test_forgotten_partitions_are_not_committed() -> None:
     assert commits.calls == [{"b": 4}]
 
 
-async def test_flush_gives_up_on_a_commit_that_hangs() -> None:
+async def test_flush_cancels_a_commit_that_hangs_so_it_never_lands_late() -> None:
+    now = [0.0]
     commits = Commits()
-    commits.gate = asyncio.Event()  # never set: the broker does not answer
-    progress = Progress(commits, 1.0, clock=lambda: 10.0)
+    commits.gate = asyncio.Event()  # the broker does not answer
+    progress = Progress(commits, 1.0, clock=lambda: now[0])
+    now[0] = 2.0
     progress.mark("a", 1)
-    await progress.flush(timeout_s=0.05)
+    progress.tick()  # in flight, hanging
+    await settle()
+    await progress.flush(timeout_s=0.05)  # a revocation: gives up on both commits
+    commits.gate.set()  # the broker is back
+    await settle()
     assert commits.calls == [] and progress.due() == {"a": 1}
