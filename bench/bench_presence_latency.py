@@ -1,6 +1,6 @@
 """Presence latency: from an event's production to its presence hash in Redis, at 5,000 events/s.
 
-A stream worker (``python -m streams.worker``) and the Redis sink (``csync sink redis``) run as their own
+A stream worker (``csync worker``) and the Redis sink (``csync sink redis``) run as their own
 processes with the shipped settings. This script produces envelopes at the target rate, as the collector does
 (per-partition envelopes, a few milliseconds apart); every event focuses a new sub-app, so each one is a
 presence change. It samples one event in ``--sample`` and polls Redis every few milliseconds until the
@@ -36,7 +36,9 @@ from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from csync.topics import create_topics
 from producers.collector import make_producer
-from producers.partitioner import partition_for_key
+from schemas.envelope import cut_envelopes
+from schemas.routing import partition_for_key
+from streams.worker import worker_command
 
 DISTRICT = "d-bench"
 TICK_S = 0.01
@@ -98,11 +100,10 @@ class Load:
                 if due > 0:
                     groups = self.events(due, int(time.time() * 1000))
                     for partition, members in groups.items():
-                        await producer.send(
-                            self.settings.topic_activity,
-                            b"[" + b",".join(members) + b"]",
-                            partition=partition,
-                        )
+                        for value in cut_envelopes(members):
+                            await producer.send(
+                                self.settings.topic_activity, value, partition=partition
+                            )
                     sent += due
                 await asyncio.sleep(TICK_S)
             await producer.flush()
@@ -155,7 +156,7 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
     await create_topics(settings)
     procs = []
     for name, cmd in (
-        ("worker", [sys.executable, "-m", "streams.worker"]),
+        ("worker", worker_command()),
         ("sink-redis", [sys.executable, "-m", "csync.cli", "sink", "redis"]),
     ):
         log = (log_dir / f"presence-{name}.log").open("wb")

@@ -27,7 +27,6 @@ import os
 import pstats
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -39,10 +38,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync import stack as local_stack
 from csync.settings import Settings
+from csync.topics import worker_topic_specs
 from producers.simulator import build_records
 from producers.simulator_model import SimItem, SimulationConfig, generate
 from schemas.event import ActivityEvent
-from streams.engine import Engine, worker_topic_specs
+from streams.engine import Engine
+from streams.worker import worker_command, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,12 +149,10 @@ def metrics_count(port: int) -> float:
 
 
 def start_worker(s: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **s.to_env()}
-    env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
-        [sys.executable, "-m", "csync.cli", "worker", "--loglevel", "warn"],
+        worker_command("warn"),
         cwd=ROOT,
-        env=env,
+        env=worker_env(s, port),
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )

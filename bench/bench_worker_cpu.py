@@ -6,7 +6,7 @@ and times, on the same records in the same process:
 
 - ``loads``: ``orjson.loads`` of every record value (the raw loop's per-record work);
 - ``decode``: :func:`schemas.decoder.decode_record` of every record;
-- ``decode_route``: plus the partition check of every valid event (``partition_of``);
+- ``decode_route``: plus the partition check of every valid event (``partition_for_key``);
 - ``group``: decode and group the valid events per student, route once per student;
 - ``presence``: ``group`` plus the presence rule (no usage);
 - ``batch``: the whole :func:`streams.partition.process_batch` (decode, route, presence, usage,
@@ -41,15 +41,9 @@ from producers.simulator import build_records  # noqa: E402
 from schemas.decoder import Limits, decode_record  # noqa: E402
 from schemas.event import ActivityEvent  # noqa: E402
 from schemas.internal import UsagePartial  # noqa: E402
-from streams.engine import params_of  # noqa: E402
-from streams.partition import (  # noqa: E402
-    Intent,
-    Params,
-    Record,
-    new_state,
-    partition_of,
-    process_batch,
-)
+from schemas.routing import partition_for_key  # noqa: E402
+from streams.batch_log import Intent  # noqa: E402
+from streams.partition import Params, Record, new_state, params_of, process_batch  # noqa: E402
 from streams.student_token import DayKeyStore  # noqa: E402
 from streams.usage import to_rows  # noqa: E402
 
@@ -104,7 +98,7 @@ def stage_decode_route(batches: Batches, params: Params, now: int) -> None:
                 for o in decode_record(rec[2], now, params.limits):  # type: ignore[arg-type]
                     ev = o.event
                     if ev is not None:
-                        partition_of(f"{ev.district_id}:{ev.student_id}".encode(), n)
+                        partition_for_key(f"{ev.district_id}:{ev.student_id}".encode(), n)
 
 
 def _grouped(b: list[Record], params: Params, now: int) -> dict[str, list[ActivityEvent]]:
@@ -130,7 +124,7 @@ def stage_group(batches: Batches, params: Params, now: int) -> None:
         for b in bs:
             for skey in _grouped(b, params, now):
                 if skey not in routes:
-                    routes[skey] = partition_of(skey.encode(), n)
+                    routes[skey] = partition_for_key(skey.encode(), n)
 
 
 def stage_presence(batches: Batches, params: Params, now: int) -> None:

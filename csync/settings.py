@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-DAY_MS = 24 * 3600 * 1000
+from schemas.clock import DAY_MS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_DATA_DIR = Path("/var/lib/classroomsync")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -201,6 +202,20 @@ class Settings:
     """Producer linger of the workers."""
     worker_fetch_bytes: int = 8 * 1024 * 1024
     """Max bytes fetched per partition per poll."""
+    worker_dlq_max_ratio: float = 0.5
+    """A worker stops (DlqRateExceeded, exit status 1) when more than this share of the last
+    ``WORKER_DLQ_WINDOW`` events of one partition were invalid: a bug upstream or in the worker,
+    stopped loudly instead of emptying the stream into the DLQ."""
+    worker_dlq_window: int = 1000
+    """Events of one partition over which ``WORKER_DLQ_MAX_RATIO`` is judged (not before this many
+    were seen)."""
+    worker_dlq_max_consecutive: int = 200
+    """A worker also stops when this many invalid events of one partition came without a valid one
+    in between (counted per batch: a batch with a valid event ends the run). This is what stops a
+    flood early: the ratio needs a full window of one partition first."""
+    worker_commit_interval_s: float = 1.0
+    """How often a worker commits its group offsets (just past the last batch whose outputs Kafka
+    acknowledged), for lag monitoring; recovery never reads them."""
     presence_ts_refresh_s: int = 30
     """A presence ``ts`` that changed without a visible change is emitted at most this often per
     student (batch clock); visible changes and going offline are emitted at once."""

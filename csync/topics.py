@@ -1,4 +1,5 @@
-"""The Kafka topics of CONTRACT §1 and our internal ones, created through aiokafka's admin client.
+"""The Kafka topics of CONTRACT §1 and our internal ones (the workers' state log and day keys),
+created through aiokafka's admin client.
 
 Partitions, retention and compaction come from settings; ``create_topics`` is idempotent and reports topics
 that already exist with other settings instead of silently accepting them.
@@ -16,6 +17,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings
+from schemas.clock import DAY_MS, HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     p = settings.partitions
     # Retention acts on closed segments only: segment.ms bounds how long past retention.ms data can stay
     # on disk, and max.compaction.lag.ms bounds how long a tombstoned (purged) roster name can survive.
-    hour, day = 3_600_000, 86_400_000
+    hour, day = HOUR_MS, DAY_MS
     return [
         TopicSpec(
             settings.topic_activity,
@@ -89,6 +91,29 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "segment.ms": str(min(day, settings.retention_usage_cells_ms)),
             },
             "internal: de-identified usage rows for the ClickHouse sink",
+        ),
+    ]
+
+
+def worker_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The public topics plus the workers' internal ones (state log, day keys)."""
+    return [
+        *topic_specs(settings),
+        TopicSpec(
+            settings.topic_worker_state,
+            settings.partitions,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(DAY_MS),
+                "max.message.bytes": str(64 * 1024 * 1024),
+            },
+            "internal: per-partition intents and snapshots of the stream workers",
+        ),
+        TopicSpec(
+            settings.topic_day_keys,
+            1,
+            {"cleanup.policy": "compact", "delete.retention.ms": "60000"},
+            "internal: daily student-token keys, destroyed after the day closes",
         ),
     ]
 

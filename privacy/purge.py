@@ -65,8 +65,8 @@ from privacy.kafka_scan import (
 from privacy.worker_forget import district_entries
 from schemas.internal import InternalFormatError, PresenceChange
 from schemas.roster import is_valid_id
+from streams.batch_log import SNAPSHOT_KEY  # the worker's snapshot record key
 
-SNAPSHOT_KEY = b"snap"  # the worker's snapshot record key (streams.engine.SNAPSHOT_KEY)
 DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000  # Kafka's default segment.ms
 
 
@@ -228,8 +228,8 @@ class _Purger:
 
     async def worker_snapshots(self) -> dict[int, tuple[int, int]]:
         """Per partition of the worker state topic: (latest snapshot offset, entries of D in it)."""
-        from streams.engine import params_of  # the worker's own decoding of its snapshots
-        from streams.partition import decode_snapshot
+        from streams.partition import params_of  # the worker's own decoding of its snapshots
+        from streams.snapshot import decode_snapshot
 
         params = params_of(self.s)
         topic = self.s.topic_worker_state

@@ -25,6 +25,7 @@ from csync.redis_client import redis_client
 from csync.settings import Settings
 from csync.topics import TopicSpec
 from privacy.kafka_scan import topic_configs
+from schemas.clock import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
 DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000
 # A purge's tombstones must reach the disk within this long for disposal to have a bound.
@@ -46,7 +47,7 @@ class RetentionRow:
 def _ms(value: int) -> str:
     if value < 0:
         return "forever"
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("min", MINUTE_MS), ("s", SECOND_MS)):
         if value >= size and value % size == 0:
             return f"{value // size}{unit}"
     return f"{value}ms"
@@ -202,9 +203,7 @@ async def retention_report(
     settings: Settings, *, clickhouse: bool = True, sample: int = 50
 ) -> list[RetentionRow]:
     """Every store's retention row (Kafka, Redis, ClickHouse, audit)."""
-    from streams.engine import (
-        worker_topic_specs,
-    )  # the worker's internal topics, as it creates them
+    from csync.topics import worker_topic_specs  # the worker's internal topics too
 
     rows = await kafka_rows(settings, worker_topic_specs(settings))
     rows += await redis_rows(settings, sample)

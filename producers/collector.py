@@ -19,11 +19,9 @@ import asyncio
 import contextlib
 import functools
 import gc
-import hashlib
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -35,98 +33,29 @@ from aiokafka import AIOKafkaProducer
 from csync import metrics
 from csync.kafka_client import check_credentials, kafka_options
 from csync.settings import Settings
-from csync.tokens import collector_token_store, collector_tokens_path
+from csync.tokens import collector_token_store
 from ops.endpoints import OpsServer
-from producers.partitioner import partition_for_key
-from schemas.decoder import (
-    MAX_ENVELOPE_BYTES,
-    MAX_ENVELOPE_EVENTS,
-    EventOutcome,
-    Limits,
-    Reason,
-    decode_record,
-    encode_event,
-    event_object,
-)
+from producers.collector_batcher import WindowBatcher
+from producers.collector_tokens import TokenBucket, hash_token
+from producers.collector_tokens import TokenError as TokenError
+from producers.collector_tokens import add_token as add_token
+from producers.collector_tokens import load_tokens as load_tokens
+from producers.collector_tokens import tokens_path as tokens_path
+from schemas.decoder import EventOutcome, Limits, Reason, decode_record, encode_event
+from schemas.dlq import COLLECTOR_SOURCE, dlq_record
 from schemas.event import ActivityEvent
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / "collector.v1.json"
-DLQ_SOURCE = b"collector"
 # The producer's own linger: none, the collector batches windows itself (see make_producer).
 PRODUCER_LINGER_MS = 0
-# Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
-# Bound of the (district, student) -> partition cache of the batcher.
-_PARTITION_CACHE_MAX = 1 << 16
 _EVENT = itemgetter(1)
 _REJECTION = itemgetter(2)
 _DROPPED = itemgetter(3)
 _DISTRICT = itemgetter(3)
+# Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
 _RECORD_LEVEL = frozenset(
     {Reason.NOT_JSON, Reason.NOT_OBJECT, Reason.ENVELOPE_EMPTY, Reason.ENVELOPE_TOO_LARGE}
 )
-
-
-class TokenError(ValueError):
-    """The token file cannot be used."""
-
-
-def hash_token(token: str) -> str:
-    """The form tokens are stored in: ``sha256:<hex>`` (the file never holds a usable token)."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def load_tokens(path: Path) -> dict[str, str]:
-    """``{token_hash: district_id}`` from the JSON token file."""
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise TokenError(f"cannot read collector tokens {path}: {exc}") from exc
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and k.startswith("sha256:") and isinstance(v, str)
-        for k, v in data.items()
-    ):
-        raise TokenError(f"{path}: expected {{'sha256:<hex>': district_id}}")
-    return data
-
-
-def add_token(path: Path, token: str, district_id: str) -> None:
-    """Store ``token`` (hashed) for ``district_id`` in the token file, creating it if needed."""
-    tokens = load_tokens(path) if path.exists() else {}
-    tokens[hash_token(token)] = district_id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(tokens, option=orjson.OPT_INDENT_2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
-def tokens_path(settings: Settings) -> Path:
-    return collector_tokens_path(settings)
-
-
-@dataclass
-class _TokenBucket:
-    rate: float
-    burst: float
-    tokens: float
-    updated: float
-
-    def take(self, n: int, now: float) -> float:
-        """0 if ``n`` events may pass now, else the seconds to wait before retrying."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if n <= self.tokens:
-            self.tokens -= n
-            return 0.0
-        return (n - self.tokens) / self.rate
-
-
-@dataclass
-class _Pending:
-    """Events of all requests waiting for the next flush, per partition."""
-
-    events: dict[int, list[ActivityEvent]] = field(default_factory=dict)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class Collector:
@@ -137,113 +66,32 @@ class Collector:
         self.tokens = tokens
         self.producer = producer
         self.limits = Limits.from_settings(settings)
-        self.partitions = settings.partitions
         self.in_flight = 0
-        self._buckets: dict[str, _TokenBucket] = {}
-        self._pending = _Pending()
-        self._flushers: set[asyncio.Task[None]] = set()
-        self._flush_scheduled = False
-        self._send_lock = asyncio.Lock()
-        # Flushes sent whose acknowledgements are still awaited, and the event that Kafka has
-        # acknowledged all of them (the producer is idle).
-        self._unacked_flushes = 0
-        self._kafka_idle = asyncio.Event()
-        self._kafka_idle.set()
-        self._partition_of: dict[tuple[str, str], int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self.batcher = WindowBatcher(
+            producer, settings.topic_activity, settings.partitions, settings.collector_linger_ms
+        )
 
     async def start(self) -> None:
         found = await self.producer.partitions_for(self.settings.topic_activity)
-        self.partitions = len(found)
-        self._partition_of.clear()
-
-    # --- the shared batcher: every request's valid events go into per-partition envelopes
-    def _enqueue(self, events: list[ActivityEvent]) -> asyncio.Future[None]:
-        known = self._partition_of
-        if len(known) > _PARTITION_CACHE_MAX:
-            known.clear()
-        groups = self._pending.events
-        for event in events:
-            student = (event[3], event[4])  # (district_id, student_id)
-            partition = known.get(student)
-            if partition is None:
-                partition = partition_for_key(event.student_key.encode(), self.partitions)
-                known[student] = partition
-            group = groups.get(partition)
-            if group is None:
-                groups[partition] = [event]
-            else:
-                group.append(event)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.waiters.append(done)
-        if not self._flush_scheduled:
-            # One flush per window; a window's flush does not wait for the previous window's
-            # acknowledgements (only its sends are ordered after them, by the lock).
-            self._flush_scheduled = True
-            self._flushers.add(task := asyncio.create_task(self._flush_later()))
-            task.add_done_callback(self._flushers.discard)
-        return done
-
-    async def _flush_later(self) -> None:
-        """Send the window's events once Kafka is idle, or after the linger at the latest.
-
-        Devices wait for Kafka's acknowledgement, and the idempotent producer has one request in
-        flight per broker: while a flush is unacknowledged, the next one could only queue behind
-        it, so the window gathers events until then (bigger envelopes, no added wait). When
-        Kafka is idle the window closes at once (after the requests already decoded in this
-        turn of the event loop joined it): a fixed linger would only add latency there.
-        """
-        if self._kafka_idle.is_set():
-            await asyncio.sleep(0)
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._kafka_idle.wait(), self.settings.collector_linger_ms / 1000
-                )
-        pending, self._pending = self._pending, _Pending()
-        self._flush_scheduled = False
-        self._unacked_flushes += 1
-        self._kafka_idle.clear()
-        try:
-            sends = []
-            async with self._send_lock:  # a student's events stay in order across windows
-                for partition, events in pending.events.items():
-                    for chunk in _envelopes(events):
-                        sends.append(
-                            await self.producer.send(
-                                self.settings.topic_activity, chunk, partition=partition
-                            )
-                        )
-            await asyncio.gather(*sends)
-        except Exception as exc:  # noqa: BLE001 - every waiting request learns of the failure
-            for waiter in pending.waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        finally:
-            self._unacked_flushes -= 1
-            if not self._unacked_flushes:
-                self._kafka_idle.set()
-        for waiter in pending.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.batcher.set_partitions(len(found))
 
     async def _dlq(self, rejected: list[tuple[int, str | None, bytes, str, str]]) -> None:
         sends = []
         for index, key, raw, reason, detail in rejected:
-            headers = [
-                ("error", reason.encode()),
-                ("error_detail", detail.encode()),
-                ("source_topic", DLQ_SOURCE),
-                ("source_partition", b"-1"),
-                ("source_offset", b"-1"),
-                ("source_index", str(index).encode()),
-            ]
+            record_key, value, headers = dlq_record(
+                key.encode() if key else None,
+                raw,
+                reason,
+                detail,
+                source_topic=COLLECTOR_SOURCE,
+                source_partition=-1,
+                source_offset=-1,
+                source_index=index,
+            )
             sends.append(
                 await self.producer.send(
-                    self.settings.topic_dlq,
-                    raw,
-                    key=key.encode() if key else None,
-                    headers=headers,
+                    self.settings.topic_dlq, value, key=record_key, headers=headers
                 )
             )
             metrics.DLQ_RECORDS.labels(reason).inc()
@@ -320,7 +168,7 @@ class Collector:
         try:
             waits = []
             if valid:
-                waits.append(self._enqueue(valid))
+                waits.append(self.batcher.enqueue(valid))
             if rejected:
                 waits.append(asyncio.ensure_future(self._dlq(rejected)))
             await asyncio.gather(*waits)
@@ -337,12 +185,12 @@ class Collector:
             )
         return web.Response(body=answer, content_type="application/json")
 
-    def _bucket(self, token_hash: str) -> _TokenBucket:
+    def _bucket(self, token_hash: str) -> TokenBucket:
         bucket = self._buckets.get(token_hash)
         if bucket is None:
             rate = self.settings.collector_token_rate
             burst = max(rate, float(self.settings.collector_max_events))
-            bucket = _TokenBucket(rate, burst, burst, time.monotonic())
+            bucket = TokenBucket(rate, burst, burst, time.monotonic())
             self._buckets[token_hash] = bucket
         return bucket
 
@@ -351,46 +199,6 @@ class Collector:
 
     async def handle_openapi(self, _request: web.Request) -> web.Response:
         return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
-
-
-def _envelopes(events: list[ActivityEvent]) -> list[bytes]:
-    """Envelopes of ``events`` in order, cut at 1,000 events or 1 MiB (as ``encode_event`` each)."""
-    chunks: list[bytes] = []
-    for start in range(0, len(events), MAX_ENVELOPE_EVENTS):
-        part = events[start : start + MAX_ENVELOPE_EVENTS]
-        # One orjson call per envelope: the same bytes as "[" + ",".join(encode_event(e)) + "]".
-        value = orjson.dumps(
-            [
-                {"v": 1, "event_id": e[0], "kind": e[1], "ts": e[2], "district_id": e[3],
-                 "student_id": e[4], "device_id": e[5], "app": e[6], "sub_app": e[7]}
-                if e[6] and e[7] else event_object(e)
-                for e in part
-            ]
-        )  # fmt: skip
-        if len(value) <= MAX_ENVELOPE_BYTES:
-            chunks.append(value)
-        else:  # rare: large members; the rest is cut by size
-            chunks.extend(_envelopes_by_size(events[start:]))
-            break
-    return chunks
-
-
-def _envelopes_by_size(events: list[ActivityEvent]) -> list[bytes]:
-    chunks: list[bytes] = []
-    parts: list[bytes] = []
-    size = 2
-    for event in events:
-        encoded = encode_event(event)
-        if parts and (
-            len(parts) >= MAX_ENVELOPE_EVENTS or size + len(encoded) > MAX_ENVELOPE_BYTES
-        ):
-            chunks.append(b"[" + b",".join(parts) + b"]")
-            parts, size = [], 2
-        parts.append(encoded)
-        size += len(encoded) + 1
-    if parts:
-        chunks.append(b"[" + b",".join(parts) + b"]")
-    return chunks
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
@@ -459,7 +267,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     """The collector's idempotent producer (acks=all).
 
     No linger of its own: the collector hands it whole windows of envelopes at once (see
-    ``Collector._flush_later``), so lingering would only delay every answer.
+    ``WindowBatcher._flush_later``), so lingering would only delay every answer.
     """
     from producers.simulator import default_compression
 
@@ -479,9 +287,10 @@ def tune_gc() -> None:
     """Freeze what start-up made and collect the young generation less often (call once, after
     start-up).
 
-    A request of 500 events makes ~1,500 short-lived tracked objects (parsed members, events,
-    outcomes); with CPython's default thresholds (700, 10, 10) the cyclic GC ran twice per
-    request and re-scanned the libraries' objects. The request path makes no reference cycles.
+    A request makes a few short-lived tracked objects per event (parsed members, events,
+    outcomes); with CPython's default thresholds (700, 10, 10) the cyclic GC would run several
+    times per request and re-scan the libraries' objects. The request path makes no reference
+    cycles.
     """
     gc.collect()
     gc.freeze()

@@ -4,15 +4,15 @@ A producer that routes a stream hands each event's partition, the event and its 
 :class:`EnvelopeBuilder`; an envelope leaves as soon as its partition holds 1,000 events, so
 records reach the Kafka producer while the rest of the stream is still being routed (the
 producer's sender runs between the chunks), and every envelope but a partition's last is full.
-An envelope is its members' bytes joined (``[`` + ``,``-joined + ``]``) — no second encoding —
-cut at 1,000 events or 1 MiB, in order, so a student's events stay in order.
+An envelope is its members' bytes joined — no second encoding — cut by :mod:`schemas.envelope`.
 """
 
 from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS
+from schemas.decoder import MAX_ENVELOPE_EVENTS
+from schemas.envelope import envelope_end, join_envelope
 
 T = TypeVar("T")
 # (partition, key, value, members): envelopes have no key.
@@ -70,29 +70,6 @@ def _cut(
         end = envelope_end(encoded, start)
         if not whole and end - start < MAX_ENVELOPE_EVENTS and end == len(members):
             break  # not full yet: it waits for more events of its partition
-        out.append((partition, None, _joined(encoded[start:end]), members[start:end]))
+        out.append((partition, None, join_envelope(encoded[start:end]), members[start:end]))
         start = end
     return start
-
-
-def _joined(parts: list[bytes]) -> bytes:
-    """``[`` + ``,``-joined ``parts`` + ``]``, copying the big middle once, not three times."""
-    if len(parts) == 1:
-        return b"[" + parts[0] + b"]"
-    parts[0] = b"[" + parts[0]
-    parts[-1] += b"]"
-    return b",".join(parts)
-
-
-def envelope_end(encoded: list[bytes], start: int) -> int:
-    """End of the envelope from ``start``: at most 1,000 members and 1 MiB (brackets, commas)."""
-    end = min(len(encoded), start + MAX_ENVELOPE_EVENTS)
-    if sum(map(len, encoded[start:end])) + (end - start) + 1 <= MAX_ENVELOPE_BYTES:
-        return end
-    size, end = 1, start  # rare: large members; "[" then each member and its "," or "]"
-    while end < len(encoded) and (
-        end == start or size + len(encoded[end]) + 1 <= MAX_ENVELOPE_BYTES
-    ):
-        size += len(encoded[end]) + 1
-        end += 1
-    return end

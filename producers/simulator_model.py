@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple
 
+from schemas.clock import DAY_MS
 from schemas.event import APP_FOCUS, HEARTBEAT, IDLE, LOGOUT, ActivityEvent
 from schemas.roster import RosterRecord
 
@@ -322,7 +323,7 @@ def _invalid_like(event: ActivityEvent, rng: random.Random) -> InvalidEvent:
         obj["app"], obj["url"] = "web", "notaurl"
         reason = "bad_url"
     else:
-        obj["ts"] = event.ts + 86_400_000
+        obj["ts"] = event.ts + DAY_MS
         reason = "ts_in_future"
     return InvalidEvent(f"{event.district_id}:{event.student_id}", obj, reason)
 

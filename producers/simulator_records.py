@@ -9,10 +9,10 @@ import contextlib
 from operator import itemgetter
 
 from producers.envelopes import EnvelopeBuilder
-from producers.partitioner import partition_for_key
 from producers.simulator_model import InvalidEvent, SimItem
 from producers.simulator_wire import wire_bytes
 from schemas.event import ActivityEvent
+from schemas.routing import partition_for_key
 
 Record = tuple[int, bytes | None, bytes, list[SimItem]]
 """``(partition, key, value, items)``: a record to produce and the items it carries."""

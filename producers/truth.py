@@ -23,15 +23,14 @@ Rules, exactly as applied here:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
+from schemas.clock import split_minutes
 from schemas.event import ACTIVE_KINDS, ActivityEvent
-
-MINUTE_MS = 60_000
 
 CellKey = tuple[int, str, str]  # (minute_epoch_s, app, sub_app)
 StudentKey = tuple[str, str]  # (district_id, student_id)
@@ -75,15 +74,6 @@ class Truth(NamedTuple):
     cells: dict[CellKey, UsageCell]
     late_events: int
     duplicates: int
-
-
-def minute_split(start_ms: int, end_ms: int) -> Iterator[tuple[int, int]]:
-    """``[start_ms, end_ms)`` cut at UTC minutes into ``(minute_epoch_s, ms)`` pieces, ms > 0."""
-    while start_ms < end_ms:
-        minute_start = start_ms - start_ms % MINUTE_MS
-        piece_end = min(end_ms, minute_start + MINUTE_MS)
-        yield minute_start // 1000, piece_end - start_ms
-        start_ms = piece_end
 
 
 def ground_truth(events: Iterable[ActivityEvent], params: TruthParams, now_ms: int) -> Truth:
@@ -143,7 +133,7 @@ def _usage_cells(
             end = event.ts + max_gap_ms
             if i + 1 < len(ordered):
                 end = min(end, ordered[i + 1].ts)
-            for minute_s, ms in minute_split(event.ts, end):
+            for minute_s, ms in split_minutes(event.ts, end):
                 key = (minute_s, event.app, event.sub_app)
                 active_ms[key] = active_ms.get(key, 0) + ms
                 students.setdefault(key, set()).add((district_id, student_id))

@@ -10,7 +10,7 @@ shared :class:`ops.endpoints.OpsServer` (``/metrics``, ``/healthz``, ``/readyz``
 ``WORKER_WEB_HOST:WORKER_WEB_PORT``.
 
 Configuration comes from :class:`csync.settings.Settings` when faust configures the app (not at
-import time). A DLQ flood (:class:`~streams.engine.DlqRateExceeded`) or any other engine failure
+import time). A DLQ flood (:class:`~schemas.dlq.DlqRateExceeded`) or any other engine failure
 crashes the worker: a CRITICAL log line and exit status 1, nothing drained silently.
 """
 

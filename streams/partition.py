@@ -3,104 +3,45 @@
 :func:`process_batch` takes the partition's state, the activity and roster records of one batch and
 the batch's clock ``now_ms`` and returns what to emit. It reads no clock, awaits nothing and never
 raises on input: a bad event becomes a DLQ record. Given the same state and the same
-:class:`Intent`, it returns the same outputs and leaves the same state — which is what makes the
-worker crash-safe (see ``streams.engine``).
+:class:`~streams.batch_log.Intent`, it returns the same outputs and leaves the same state — which
+is what makes the worker crash-safe (see ``streams.engine``).
 """
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
-import zstandard
-from aiokafka.partitioner import murmur2
 
+from csync.settings import Settings
 from schemas.decoder import EventOutcome, Limits, decode_record, encode_event
+from schemas.dlq import DlqRecord, dlq_record
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
-from streams.presence import NEVER, PresenceBook, StudentPresence, View
-from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules
+from schemas.routing import RouteTable
+from streams.batch_log import Intent
+from streams.presence import PresenceBook
+from streams.usage import Interval, UsageBook, UsageRules
 
 # A consumed record: (offset, key, value, headers)
 Record = tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
 
 
-@lru_cache(maxsize=1 << 12)
-def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2, as the Java client and aiokafka): CONTRACT §1.
-
-    aiokafka's murmur2 is pure Python (~9 µs); the hot path looks students up in
-    :func:`_route_table` first and calls this once per student.
-    """
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-# partitions -> {"district:student": partition}: a worker sees the same students over and over.
-_routes: dict[int, dict[str, int]] = {}
-_ROUTES_MAX = 1 << 18
-
-
 _device_of = itemgetter(5)  # ActivityEvent.device_id
 
 
-def _route_table(partitions: int) -> dict[str, int]:
+# partitions -> its route table: a worker sees the same students over and over.
+_routes: dict[int, RouteTable] = {}
+
+
+def _route_table(partitions: int) -> RouteTable:
     table = _routes.get(partitions)
     if table is None:
-        table = _routes[partitions] = {}
-    elif len(table) >= _ROUTES_MAX:
-        table.clear()  # bounded; the hot students come back at once
+        table = _routes[partitions] = RouteTable(partitions)
     return table
-
-
-class Intent(NamedTuple):
-    """What a batch is, written durably before any of its output: replaying it reproduces the
-    output.
-
-    Offsets are inclusive; ``act_first > act_last`` means no activity record (a timer batch, the
-    ``tick``-th since offset ``act_first - 1``). ``close`` says whether silent devices were closed.
-    """
-
-    partition: int
-    act_first: int
-    act_last: int
-    roster_first: int
-    roster_last: int
-    now_ms: int
-    close: bool
-    tick: int
-
-    @property
-    def src(self) -> tuple[int, int, int]:
-        """The ``UsagePartial.src`` of this batch: unique per batch (timer batches: first >
-        last)."""
-        if self.act_first <= self.act_last:
-            return (self.partition, self.act_first, self.act_last)
-        return (self.partition, self.act_first, self.act_first - self.tick)
-
-
-def continuing(intents: list[Intent], act_next: int, roster_next: int) -> list[Intent]:
-    """The intents, in log order, that continue a state reading ``act_next``/``roster_next`` next.
-
-    Each kept intent moves the expected offsets on (as :func:`process_batch` moves the state's), so
-    a chain of batches is replayed whole; an intent that does not start where the chain stands (a
-    stale duplicate, e.g. of a zombie worker) is skipped.
-    """
-    kept: list[Intent] = []
-    for i in intents:
-        if i.act_first != act_next or i.roster_first != roster_next:
-            continue
-        kept.append(i)
-        if i.act_first <= i.act_last:
-            act_next = i.act_last + 1
-        if i.roster_first <= i.roster_last:
-            roster_next = i.roster_last + 1
-    return kept
 
 
 @dataclass(slots=True)
@@ -109,7 +50,7 @@ class Outputs:
 
     presence: list[PresenceChange] = field(default_factory=list)
     intervals: list[Interval] = field(default_factory=list)
-    dlq: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    dlq: list[DlqRecord] = field(default_factory=list)
     reroute: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
     invalid: Counter[str] = field(default_factory=Counter)
     dropped_fields: Counter[str] = field(default_factory=Counter)
@@ -145,6 +86,24 @@ class Params(NamedTuple):
     topic_activity: str
     close_every_ms: int = 1000
     refresh_ms: int = 30_000  # presence ts-only refresh, at most once per student per this
+
+
+def params_of(settings: Settings) -> Params:
+    """Rule parameters from settings."""
+    rules = UsageRules(
+        max_gap_ms=settings.max_gap_s * 1000,
+        lateness_ms=settings.allowed_lateness_s * 1000,
+        close_after_ms=settings.usage_close_after_s * 1000,
+        evict_after_ms=settings.usage_evict_after_s * 1000,
+    )
+    return Params(
+        settings.partitions,
+        settings.presence_timeout_s * 1000,
+        rules,
+        Limits.from_settings(settings),
+        settings.topic_activity,
+        refresh_ms=settings.presence_ts_refresh_s * 1000,
+    )
 
 
 def new_state(partition: int, params: Params) -> PartitionState:
@@ -185,15 +144,18 @@ def _reject(
     rej = outcome.rejection
     reason = rej.reason.value if rej is not None else "unknown"
     out.invalid[reason] += 1
-    headers = [
-        ("error", reason.encode()),
-        ("error_detail", (rej.detail if rej is not None else "").encode()),
-        ("source_topic", topic.encode()),
-        ("source_partition", str(partition).encode()),
-        ("source_offset", str(offset).encode()),
-        ("source_index", str(outcome.source_index).encode()),
-    ]
-    out.dlq.append((key, outcome.raw or value, headers))
+    out.dlq.append(
+        dlq_record(
+            key,
+            outcome.raw or value,
+            reason,
+            rej.detail if rej is not None else "",
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_index=outcome.source_index,
+        )
+    )
 
 
 _CHUNK_EVENTS = 20_000
@@ -208,12 +170,10 @@ def _apply(
 ) -> None:
     """Route each student's events; apply the presence and usage rules to this partition's."""
     presence, usage, me = state.presence, state.usage, state.partition
-    routes = _route_table(partitions)
+    route = _route_table(partitions).of
     intervals = out.intervals
     for skey, events in groups.items():
-        target = routes.get(skey)
-        if target is None:
-            target = routes[skey] = int(murmur2(skey.encode()) & 0x7FFFFFFF) % partitions
+        target = route(skey)
         if target != me:
             raw_key = skey.encode()
             out.reroute.extend((target, raw_key, encode_event(ev)) for ev in events)
@@ -265,8 +225,8 @@ def process_batch(
     me, n = state.partition, params.partitions
     # Group the valid events per student (arrival order kept within a student) in one pass, then
     # run the rules once per student and device, not once per event. Groups are applied every
-    # _CHUNK_EVENTS events, in arrival order: a poll can hold ~100k events, and holding all of them
-    # decoded at once made the worker's RSS peak several times its state.
+    # _CHUNK_EVENTS events, in arrival order, so a big poll is never held decoded all at once
+    # (the worker's memory stays near its state).
     groups: dict[str, list[ActivityEvent]] = {}
     pending = 0
     dropped = out.dropped_fields
@@ -307,104 +267,3 @@ def process_batch(
     if intent.roster_first <= intent.roster_last:
         state.roster_next = intent.roster_last + 1
     return out
-
-
-# --- snapshots: the whole partition state as compressed JSON
-
-
-def _buffer_doc(device: DeviceUsage) -> list[tuple[Any, ...]]:
-    """A device's buffer as snapshots have always written it: ``[ts, q, active, app, sub_app]``
-    entries in buffer order.
-
-    The state no longer keeps an arrival number per buffered event (the buffer's order is the
-    arrival order of equal ``ts``); ``q`` is the position, which sorts the entries the same way and
-    is below the book's ``seq``. So a worker still running the previous release can read a snapshot
-    written by this one (a rolling upgrade moves partitions both ways).
-    """
-    if device.ts is None or device.labels is None:
-        return []
-    return [
-        (t, q, *label) for q, (t, label) in enumerate(zip(device.ts, device.labels, strict=True))
-    ]
-
-
-_SNAPSHOT_ROWS = 1024  # students or devices serialised at a time
-
-
-def _json_rows(rows: Iterable[list[Any]]) -> Iterator[bytes]:
-    """The JSON of ``rows`` as the members of an array, ``_SNAPSHOT_ROWS`` at a time.
-
-    A partition's rows all built at once (the previous encoder) were a transient of ~2 KB per
-    student, allocated right after every few seconds of input: the worker's RSS peaked there and
-    the freed pools stayed scattered among the state's objects.
-    """
-    chunk: list[list[Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == _SNAPSHOT_ROWS:
-            yield orjson.dumps(chunk)[1:-1]
-            chunk.clear()
-    if chunk:
-        yield orjson.dumps(chunk)[1:-1]
-
-
-def encode_snapshot(state: PartitionState) -> bytes:
-    """Serialise a partition state (zstd-compressed JSON, the same document as ever)."""
-    head = {
-        "p": state.partition,
-        "act_next": state.act_next,
-        "roster_next": state.roster_next,
-        "ticks": state.ticks,
-        "last_close_ms": state.last_close_ms,
-        "seq": state.usage._seq,
-        "late": state.usage.late_events,
-    }
-    students = (
-        [s.district_id, s.student_id, s.name, s.classes, s.ts, s.kind, s.app, s.sub_app,
-         s.tie_ids, tuple(s.shown), s.shown_ts, s.shown_at]
-        for s in state.presence.states.values()
-    )  # fmt: skip
-    devices = (
-        [k, _buffer_doc(d), d.max_ts, orjson.Fragment(d.seen_json()), d.attributed_until,
-         d.last_arrival_ms]
-        for k, d in state.usage.devices.items()
-    )  # fmt: skip
-    doc = b"".join(
-        [
-            orjson.dumps(head)[:-1],
-            b',"students":[',
-            b",".join(_json_rows(students)),
-            b'],"devices":[',
-            b",".join(_json_rows(devices)),
-            b"]}",
-        ]
-    )
-    return zstandard.ZstdCompressor(level=1).compress(doc)
-
-
-def decode_snapshot(raw: bytes, params: Params) -> PartitionState:
-    """Rebuild a partition state from :func:`encode_snapshot` output."""
-    doc = orjson.loads(zstandard.ZstdDecompressor().decompress(raw))
-    state = new_state(doc["p"], params)
-    state.act_next, state.roster_next = doc["act_next"], doc["roster_next"]
-    state.ticks, state.last_close_ms = doc["ticks"], doc["last_close_ms"]
-    state.usage._seq, state.usage.late_events = doc["seq"], doc["late"]
-    book = state.presence
-    intern = sys.intern
-    for d, s, name, classes, ts, kind, app, sub, ties, shown, *emitted in doc["students"]:
-        # snapshots before the ts refresh lack (shown_ts, shown_at): treat the ts as emitted
-        shown_ts, shown_at = emitted if emitted else (ts, NEVER)
-        st = StudentPresence(
-            d, s, name, tuple(classes), ts, kind, intern(app), intern(sub), tuple(ties),
-            View(*shown), shown_ts, shown_at,
-        )  # fmt: skip
-        book.restore(f"{d}:{s}", st)
-    devices, students = state.usage.devices, book.states
-    for (d, s, device), buf, max_ts, seen, until, arrival in doc["devices"]:
-        student = students.get(f"{d}:{s}")
-        if student is not None:  # share the id strings with the presence state
-            d, s = student.district_id, student.student_id
-        # The entries are in buffer order; their arrival numbers q are not needed (see _buffer_doc).
-        buffered = [(t, a, app, sub) for t, _q, a, app, sub in buf]
-        devices[(d, s, device)] = DeviceUsage(buffered, max_ts, seen, until, arrival)
-    return state

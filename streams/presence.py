@@ -24,10 +24,10 @@ import heapq
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from schemas.clock import NEVER
 from schemas.event import ACTIVE_KINDS, ActivityEvent
 from schemas.internal import PresenceChange
 
-NEVER = -(2**62)  # "no time yet" for clocks and deadlines
 DEFAULT_REFRESH_MS = 30_000
 
 

@@ -31,14 +31,9 @@ import hmac
 import secrets
 from typing import Final
 
-DAY_S: Final = 86_400
-DAY_MS: Final = DAY_S * 1000
+from schemas.clock import DAY_MS, DAY_S
+
 KEY_BYTES: Final = 32
-
-
-def day_of_minute(minute_epoch_s: int) -> int:
-    """The UTC day number (days since 1970-01-01) of a minute."""
-    return minute_epoch_s // DAY_S
 
 
 def student_token(day_key: bytes, district_id: str, student_id: str) -> int:

@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from schemas.clock import DAY_S, MINUTE_MS, NEVER
 from schemas.event import ACTIVE_KINDS, ActivityEvent
 from schemas.internal import UsageRow
-
-MINUTE_MS = 60_000
-NEVER = -(2**62)  # "no time yet"
 
 DeviceKey = tuple[str, str, str]
 # What a buffered event attributes: (active, app, sub_app), one shared object per distinct value.
@@ -45,18 +43,6 @@ Buffered = tuple[int, bool, str, str]
 # Maps (district_id, student_id, minute_epoch_s) to the de-identified student token of that
 # minute's day.
 Tokenizer = Callable[[str, str, int], int]
-
-
-def split_minutes(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
-    """Split ``[start_ms, end_ms)`` at UTC minute boundaries: ``[(minute_epoch_s, ms), ...]``."""
-    out: list[tuple[int, int]] = []
-    t = start_ms
-    while t < end_ms:
-        minute = t - t % MINUTE_MS
-        nxt = min(minute + MINUTE_MS, end_ms)
-        out.append((minute // 1000, nxt - t))
-        t = nxt
-    return out
 
 
 # Labels repeat across devices (a few hundred apps and sites): one tuple each instead of one per
@@ -341,7 +327,7 @@ class UsageBook:
 def to_rows(intervals: Iterable[Interval], tokenize: Tokenizer) -> list[UsageRow]:
     """De-identify and pre-aggregate intervals into rows, sorted (deterministic output).
 
-    Each interval is split at UTC minute boundaries (as :func:`split_minutes`); tokens are looked
+    Each interval is split at UTC minute boundaries (as :func:`schemas.clock.split_minutes`); tokens are looked
     up once per device and day.
     """
     cells: dict[tuple[int, str, str, int], int] = {}
@@ -355,7 +341,7 @@ def to_rows(intervals: Iterable[Interval], tokenize: Tokenizer) -> list[UsageRow
             if nxt > end:
                 nxt = end
             minute_s = minute // 1000
-            day_key = (key, minute_s // 86_400)
+            day_key = (key, minute_s // DAY_S)
             token = tokens.get(day_key)
             if token is None:
                 token = tokens[day_key] = tokenize(key[0], key[1], minute_s)

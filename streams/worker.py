@@ -1,29 +1,28 @@
-"""Run one stream worker without faust's CLI: ``python -m streams.worker`` (tests, benchmarks)."""
+"""How tests, benchmarks and tools start a stream worker: the same ``csync worker`` as production.
+
+The worker has one process shell, the faust app of :mod:`streams.app`, started by the venv's
+``csync worker``; its settings come from the environment (:meth:`Settings.to_env`) and each worker
+needs its own ``WORKER_WEB_PORT``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import os
+import sys
+from pathlib import Path
 
 from csync.settings import Settings
-from streams.engine import Engine
 
 
-async def run_worker(settings: Settings) -> None:
-    """Start an :class:`Engine`, run it until cancelled or it fails, then stop it cleanly."""
-    engine = Engine(settings)
-    await engine.start()
-    try:
-        await engine.run()
-    finally:
-        await engine.stop()
+def worker_command(loglevel: str = "info") -> list[str]:
+    """``csync worker`` of the running interpreter's environment (the venv's ``bin/csync``)."""
+    return [str(Path(sys.executable).with_name("csync")), "worker", "--loglevel", loglevel]
 
 
-def main() -> None:
-    """Entry point of ``python -m streams.worker``: settings from the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker(Settings.from_env()))
-
-
-if __name__ == "__main__":
-    main()
+def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a worker running with exactly ``settings`` on ``web_port``; ``extra``
+    names more variables (lower case, like settings fields)."""
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    env["WORKER_WEB_PORT"] = str(web_port)
+    env.update({k.upper(): v for k, v in extra.items()})
+    return env

@@ -4,7 +4,7 @@ A :class:`Pipeline` runs the real processes of ClassroomSync as subprocesses wit
 (its own topics, consumer groups, Redis key prefix, ClickHouse database and one chDB path per ClickHouse sink
 under the test's tmp folder):
 
-- workers: ``python -m streams.worker`` (each with its own ``WORKER_WEB_PORT``);
+- workers: ``csync worker``, as production starts them (each with its own ``WORKER_WEB_PORT``);
 - sinks: ``python -m csync.cli sink redis`` and ``python -m csync.cli sink clickhouse`` (= ``csync sink …``).
 
 The simulator runs in the test process and reports what Kafka acknowledged; the ground truth is computed from
@@ -44,15 +44,15 @@ from csync.kafka_client import kafka_options
 from csync.redis_client import redis_options
 from csync.settings import Settings
 from csync.stack import free_port
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from producers.simulator import SendOptions, SendReport, run_simulation
 from producers.simulator_model import SimulationConfig, Student, build_population
 from producers.truth import Truth, TruthParams, ground_truth
+from schemas.clock import DAY_S
 from schemas.internal import UsagePartial
-from streams.engine import worker_topic_specs
+from streams.worker import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
-DAY_S = 86_400
 
 # The simulated population of most scenarios: 1 district, 2 schools, 66 students, ~80 devices; with K = 10
 # the analysts' view keeps some daily cells and suppresses others, so both sides of the rule are checked.
@@ -198,7 +198,7 @@ class Pipeline:
 
     def start_worker(self, index: int = 0) -> Proc:
         env = process_env(self.s, worker_web_port=free_port())
-        proc = self._spawn(f"worker{index}", [sys.executable, "-m", "streams.worker"], env)
+        proc = self._spawn(f"worker{index}", worker_command(), env)
         self.workers[index] = proc
         return proc
 

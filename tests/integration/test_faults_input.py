@@ -30,7 +30,6 @@ import zstandard
 from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
-from producers.partitioner import partition_for_key
 from producers.simulator import SendOptions, SendReport, produce_roster
 from producers.simulator_model import (
     ActivityGenerator,
@@ -40,7 +39,9 @@ from producers.simulator_model import (
 )
 from producers.simulator_wire import wire_object
 from schemas.decoder import EventOutcome, Reason, decode_record
+from schemas.envelope import join_envelope
 from schemas.event import ActivityEvent
+from schemas.routing import partition_for_key
 from tests.integration.e2e_harness import (
     E2E_CONFIG,
     Pipeline,
@@ -218,12 +219,12 @@ async def test_pii_in_extra_fields_never_passes_validation(
                     continue
                 groups.setdefault(partition, []).append(orjson.dumps(obj))
                 if len(groups[partition]) >= 40:
-                    value = b"[" + b",".join(groups.pop(partition)) + b"]"
+                    value = join_envelope(groups.pop(partition))
                     futures.append(
                         await producer.send(settings.topic_activity, value, partition=partition)
                     )
             for partition, members in groups.items():
-                value = b"[" + b",".join(members) + b"]"
+                value = join_envelope(members)
                 futures.append(
                     await producer.send(settings.topic_activity, value, partition=partition)
                 )

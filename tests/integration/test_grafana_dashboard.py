@@ -1,6 +1,6 @@
 """Every panel of deploy/grafana/classroomsync.json, evaluated by a real Prometheus scraping real processes.
 
-Running here: ``csync lag serve`` and a stream worker (``streams.worker.run_worker`` with ``ops.endpoints``'s
+Running here: ``csync lag serve`` and a stream worker (``csync worker``, its
 /metrics) fed with valid and invalid events. The sinks are not started, and nothing sets the online-students
 gauge yet, so the panels in ``NOT_RUN_HERE`` are only checked to be valid queries (status success).
 """
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from csync import stack as local_stack
 from csync.settings import PROJECT_ROOT, Settings
 from csync.topics import create_topics
+from streams.worker import worker_command, worker_env
 from tests.integration.test_lag_serve import lag_serve
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "classroomsync.json"
@@ -36,22 +35,6 @@ NOT_RUN_HERE = {
     "Sink rows /s, failures and retries",
     "Online students by district",
 }
-WORKER_SCRIPT = """
-import asyncio
-from csync.settings import Settings
-from ops.endpoints import OpsServer
-from streams.worker import run_worker
-
-async def main():
-    server = OpsServer("worker", 0)
-    print(await server.start(), flush=True)
-    try:
-        await run_worker(Settings.from_env())
-    finally:
-        await server.stop()
-
-asyncio.run(main())
-"""
 
 
 def panel_queries() -> list[tuple[str, list[str]]]:
@@ -138,24 +121,15 @@ async def test_every_panel_returns_data_from_a_real_prometheus(
 ) -> None:
     settings = make_settings(worker_group=f"t{unique}-worker", worker_snapshot_s=1)
     await create_topics(settings)
-    env = dict(os.environ, DATA_DIR=str(tmp_path / "worker"))
-    for name in (
-        "kafka_bootstrap", "partitions", "topic_activity", "topic_roster", "topic_dlq",
-        "topic_presence", "topic_usage_cells", "topic_worker_state", "topic_day_keys",
-        "worker_group", "worker_snapshot_s", "key_prefix",
-    ):  # fmt: skip
-        env[name.upper()] = str(getattr(settings, name))
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER_SCRIPT)
+    worker_port = local_stack.free_port()
+    env = worker_env(settings, worker_port, data_dir=str(tmp_path / "worker"))
     worker_log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=worker_log, env=env, text=True
+        worker_command(), stdout=subprocess.DEVNULL, stderr=worker_log, env=env
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
-        assert worker.stdout is not None
-        worker_port = int(await asyncio.to_thread(worker.stdout.readline))
         with (
             lag_serve(settings, f"t{unique}-", tmp_path, window=12) as lag_url,
             prometheus(

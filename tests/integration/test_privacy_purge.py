@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from csync.settings import Settings
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from privacy.audit import AuditLog
 from privacy.kafka_scan import latest_by_key, new_reader, scan_records
 from privacy.purge import PurgeError, purge_district
@@ -24,9 +24,10 @@ from privacy.worker_forget import district_entries
 from schemas.internal import PresenceChange
 from schemas.roster import make_record, roster_key
 from sinks.redis_presence import RedisPresenceSink
-from streams.engine import SNAPSHOT_KEY, params_of, worker_topic_specs
-from streams.partition import decode_snapshot, encode_snapshot, new_state
+from streams.batch_log import SNAPSHOT_KEY
+from streams.partition import new_state, params_of
 from streams.presence import new_student
+from streams.snapshot import decode_snapshot, encode_snapshot
 from streams.usage import DeviceUsage
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

@@ -11,9 +11,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
 from csync.settings import Settings
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from privacy.retention import EXCEEDS, MISSING, OK, WARN, retention_report
-from streams.engine import worker_topic_specs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from csync.settings import Settings
 from producers.collector import Collector, add_token, load_tokens, make_app, make_producer
-from producers.partitioner import partition_for_key
 from schemas.decoder import decode_record
+from schemas.routing import partition_for_key
 from tests.integration.test_producers_simulator import read_all
 
 

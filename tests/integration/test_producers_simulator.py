@@ -11,13 +11,13 @@ from aiokafka.structs import TopicPartition
 
 from csync.settings import Settings
 from producers import simulator
-from producers.partitioner import partition_for_key
 from producers.simulator import SendOptions, run_simulation
 from producers.simulator_model import SimulationConfig
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import decode_record
 from schemas.event import ActivityEvent
 from schemas.roster import decode_roster
+from schemas.routing import partition_for_key
 
 Record = tuple[int, bytes | None, bytes | None, dict[str, bytes]]
 

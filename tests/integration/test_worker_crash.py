@@ -9,11 +9,9 @@ distinct tokens = distinct students.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +23,12 @@ from aiokafka import AIOKafkaProducer
 
 from csync.settings import Settings
 from csync.stack import free_port
-from csync.topics import create_topics
+from csync.topics import create_topics, worker_topic_specs
 from producers.truth import TruthParams, ground_truth
 from schemas.decoder import encode_event
 from schemas.event import ActivityEvent
-from streams.engine import worker_topic_specs
-from streams.partition import partition_of
+from schemas.routing import partition_for_key
+from streams.worker import worker_command, worker_env
 from tests.integration.test_worker_pipeline import presence_now, usage_now
 
 pytestmark = pytest.mark.kafka
@@ -88,7 +86,7 @@ async def _produce(s: Settings, events: list[ActivityEvent], rnd: random.Random)
             by_p: dict[int, list[dict[str, object]]] = {}
             for e in chunk:
                 key = e.student_key.encode()
-                p = partition_of(key, s.partitions)
+                p = partition_for_key(key, s.partitions)
                 if e.student_id in MISROUTED:  # misconfigured producer: always the wrong one
                     await producer.send(
                         s.topic_activity, encode_event(e), key=key, partition=(p + 1) % s.partitions
@@ -120,28 +118,10 @@ def _log(s: Settings, port: int) -> IO[bytes]:
 
 
 def _start_worker(s: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for name in (
-        "kafka_bootstrap",
-        "partitions",
-        "topic_activity",
-        "topic_roster",
-        "topic_dlq",
-        "topic_presence",
-        "topic_usage_cells",
-        "topic_worker_state",
-        "topic_day_keys",
-        "worker_group",
-        "usage_close_after_s",
-        "worker_snapshot_s",
-        "worker_batch_max",
-    ):
-        env[name.upper()] = str(getattr(s, name))
-    env["WORKER_WEB_PORT"] = str(port)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.worker"],
+        worker_command(),
         cwd=ROOT,
-        env=env,
+        env=worker_env(s, port),
         stdout=subprocess.DEVNULL,
         stderr=_log(s, port),
     )

@@ -6,16 +6,9 @@ import orjson
 
 from csync.settings import Settings
 from privacy.worker_forget import district_entries, forget_district, forget_student
-from streams.engine import params_of
-from streams.partition import (
-    Intent,
-    PartitionState,
-    Record,
-    decode_snapshot,
-    encode_snapshot,
-    new_state,
-    process_batch,
-)
+from streams.batch_log import Intent
+from streams.partition import PartitionState, Record, new_state, params_of, process_batch
+from streams.snapshot import decode_snapshot, encode_snapshot
 
 NOW = 1_767_225_600_000
 SETTINGS = Settings.from_env(env={}, partitions=1)

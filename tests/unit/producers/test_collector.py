@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from csync.settings import Settings
 from producers.collector import Collector, add_token, load_tokens, make_app
-from producers.partitioner import partition_for_key
 from schemas.decoder import decode_record
+from schemas.routing import partition_for_key
 
 
 class FakeProducer:
@@ -198,28 +198,6 @@ async def test_health_and_openapi(client: ClientFactory) -> None:
     doc = await (await http.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     assert "/v1/events" in doc["paths"]
-
-
-def test_envelopes_hold_each_event_as_encode_event_writes_it() -> None:
-    from producers.collector import _envelopes
-    from schemas.decoder import MAX_ENVELOPE_BYTES, encode_event
-    from schemas.event import ActivityEvent
-
-    shapes = [("docs", "essay"), ("docs", ""), ("", ""), ("", "x"), ("web", "pbs.org")]
-    events = [
-        ActivityEvent(f"e{i}", "heartbeat", i, "d-1", f"s{i % 5}", "dev", *shapes[i % 5])
-        for i in range(2500)
-    ]
-    assert _envelopes(events) == [
-        b"[" + b",".join(map(encode_event, events[i : i + 1000])) + b"]"
-        for i in range(0, 2500, 1000)
-    ]
-    big = [e._replace(sub_app="s" * 128, app="a" * 64) for e in events]
-    chunks = _envelopes(big * 4)
-    assert all(len(c) <= MAX_ENVELOPE_BYTES for c in chunks)
-    assert b"".join(c[1:-1] + b"," for c in chunks) == b"".join(
-        encode_event(e) + b"," for e in big * 4
-    )
 
 
 def test_all_accepted_answer_is_the_generic_answer() -> None:

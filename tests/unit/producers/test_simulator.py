@@ -6,11 +6,11 @@ from collections import defaultdict
 
 import pytest
 
-from producers.partitioner import partition_for_key
 from producers.simulator_model import InvalidEvent, SimItem, SimulationConfig, generate
 from producers.simulator_records import build_records, prepare_records
 from schemas.decoder import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS, decode_record
 from schemas.event import ActivityEvent
+from schemas.routing import partition_for_key
 
 START = 1_764_403_200_000
 NOW = START + 3_600_000

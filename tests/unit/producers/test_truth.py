@@ -11,9 +11,9 @@ from producers.truth import (
     TruthParams,
     ground_truth,
     load_truth,
-    minute_split,
     save_truth,
 )
+from schemas.clock import split_minutes as minute_split
 from schemas.event import ActivityEvent
 
 T0 = 1_764_374_400_000  # 2025-11-29T00:00:00Z, a minute boundary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.engine import PROBE_GAP_MS, InputHealth
+from streams.close_policy import PROBE_GAP_MS, InputHealth, closes, settled_ends
 
 CLOSE_MS = 6_000
 T0 = 1_000_000
@@ -45,3 +45,28 @@ def test_probes_within_the_gap_keep_the_window() -> None:
     health = InputHealth(CLOSE_MS, T0)
     times = [T0 + 1000, T0 + 1000 + PROBE_GAP_MS, T0 + 1000 + 2 * PROBE_GAP_MS]
     assert [health.answered(t) for t in times] == [False, True, True]
+
+
+async def test_settled_ends_only_after_a_healthy_window_and_never_on_failure() -> None:
+    health = InputHealth(CLOSE_MS, T0)
+    ends = {0: 10, 1: 20}
+
+    async def answer(partitions: list[int]) -> dict[int, int]:
+        return {p: ends[p] for p in partitions}
+
+    async def fail(partitions: list[int]) -> dict[int, int]:
+        raise ConnectionError("broker away")
+
+    assert await settled_ends(health, answer, [0, 1], T0 + 1000) == {}  # window not full yet
+    for t in range(T0 + 2000, T0 + CLOSE_MS, 1000):
+        await settled_ends(health, answer, [0, 1], t)
+    assert await settled_ends(health, answer, [0, 1], T0 + CLOSE_MS) == ends
+    assert await settled_ends(health, fail, [0, 1], T0 + CLOSE_MS + 1000) == {}
+    assert await settled_ends(health, answer, [0], T0 + CLOSE_MS + 2000) == {}  # window restarted
+
+
+def test_a_batch_closes_only_when_it_reads_to_the_settled_end() -> None:
+    assert closes(0, 10, {0: 10})
+    assert closes(0, 11, {0: 10})
+    assert not closes(0, 9, {0: 10})  # a backlog: arrivals may still be pending
+    assert not closes(1, 50, {0: 10})  # no settled end for it

@@ -11,22 +11,15 @@ import orjson
 import pytest
 import zstandard
 
+from schemas.clock import split_minutes
 from schemas.decoder import Limits, encode_envelope, encode_event
 from schemas.event import ACTIVE_KINDS, ActivityEvent
-from streams import partition
-from streams.partition import (
-    Intent,
-    Params,
-    PartitionState,
-    Record,
-    continuing,
-    decode_snapshot,
-    encode_snapshot,
-    new_state,
-    partition_of,
-    process_batch,
-)
-from streams.usage import UsageRules, split_minutes
+from schemas.routing import partition_for_key
+from streams import partition, snapshot
+from streams.batch_log import Intent, continuing
+from streams.partition import Params, PartitionState, Record, new_state, process_batch
+from streams.snapshot import decode_snapshot, encode_snapshot
+from streams.usage import UsageRules
 
 NOW = 1_700_000_000_000
 PARAMS = Params(4, 60_000, UsageRules(), Limits(), "act", refresh_ms=30_000)
@@ -58,7 +51,7 @@ def _batches(seed: int) -> list[tuple[Intent, list[Record]]]:
         events = [
             e
             for e in _events(rnd, now - 70_000, 40)
-            if partition_of(f"{e.district_id}:{e.student_id}".encode(), 4) == 0
+            if partition_for_key(f"{e.district_id}:{e.student_id}".encode(), 4) == 0
         ]
         events += rnd.sample(events, k=len(events) // 5)  # device retries
         rnd.shuffle(events)
@@ -238,7 +231,7 @@ def test_snapshot_is_the_same_whatever_its_chunking(monkeypatch: pytest.MonkeyPa
         process_batch(state, records, roster, intent, PARAMS)
     snapshots = set()
     for rows in (1, 3, 10**6):
-        monkeypatch.setattr(partition, "_SNAPSHOT_ROWS", rows)
+        monkeypatch.setattr(snapshot, "_SNAPSHOT_ROWS", rows)
         snapshots.add(encode_snapshot(state))
         empty = new_state(3, PARAMS)
         assert _fields(decode_snapshot(encode_snapshot(empty), PARAMS)) == _fields(empty)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from schemas.clock import split_minutes
 from schemas.event import ACTIVE_KINDS, ActivityEvent
-from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules, split_minutes, to_rows
+from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules, to_rows
 
 GAP = 60_000
 LATE = 60_000
