@@ -88,3 +88,7 @@ END_OFFSET = Gauge("csync_end_offset", "Partition end offset", ["topic", "partit
 LAG_STATUS = Gauge("csync_lag_group_status", "Burrow-style status of a group", ["group", "status"])
 # Samples of the lag monitor by outcome (ok/error): errors mean the monitor cannot read the broker.
 LAG_SAMPLES = Counter("csync_lag_samples_total", "Lag monitor samples", ["outcome"])
+# retention.ms of each topic our groups read, in seconds: time lag near it means events deleted unread.
+TOPIC_RETENTION = Gauge(
+    "csync_topic_retention_seconds", "Retention of a topic our groups read", ["topic"]
+)

@@ -46,6 +46,7 @@ from ops.lag import (
     should_record_commit,
     time_lag_s,
 )
+from ops.topic_retention import TopicRetention
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class LagMonitor:
         self._exported_groups: set[str] = set()
         self.last_sample_ok = False
         self.last_report: list[GroupLag] = []
+        self._retention = TopicRetention()
 
     async def start(self) -> None:
         """Connect the admin client and an offsets-only consumer (no group)."""
@@ -196,6 +198,7 @@ class LagMonitor:
             for g in groups
         ]
         self.export(report, ends)
+        await self._retention.refresh(self._admin_client(), {tp.topic for tp in ends}, now)
         metrics.LAG_SAMPLES.labels("ok").inc()
         self.last_sample_ok = True
         self.last_report = report
