@@ -120,6 +120,10 @@ from ops.cli import lag as lag_command  # noqa: E402 - each team's commands are 
 
 main.add_command(lag_command)
 
+from ops.dlq_cli import dlq as dlq_command  # noqa: E402 - csync dlq stats|show|redrive
+
+main.add_command(dlq_command)
+
 from producers.cli import collector, collector_token, roster, simulate  # noqa: E402
 from sinks.cli import clickhouse, sink, usage  # noqa: E402
 
