@@ -124,6 +124,10 @@ from ops.dlq_cli import dlq as dlq_command  # noqa: E402 - csync dlq stats|show|
 
 main.add_command(dlq_command)
 
+from ops.probe_cli import probe as probe_command  # noqa: E402 - csync probe (end to end)
+
+main.add_command(probe_command)
+
 from producers.cli import collector, collector_token, roster, simulate  # noqa: E402
 from sinks.cli import clickhouse, sink, usage  # noqa: E402
 

@@ -46,6 +46,7 @@ from schemas.decoder import (
     event_object,
 )
 from schemas.event import ActivityEvent
+from schemas.probe import check_real_district
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / "collector.v1.json"
 DLQ_SOURCE = b"collector"
@@ -88,6 +89,7 @@ def load_tokens(path: Path) -> dict[str, str]:
 
 def add_token(path: Path, token: str, district_id: str) -> None:
     """Store ``token`` (hashed) for ``district_id`` in the token file, creating it if needed."""
+    check_real_district(district_id)  # the probe's reserved district never gets a device token
     tokens = load_tokens(path) if path.exists() else {}
     tokens[hash_token(token)] = district_id
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from aiokafka.partitioner import murmur2
 from schemas.decoder import EventOutcome, Limits, decode_record, encode_event
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
+from schemas.probe import RESERVED_DISTRICT_PREFIX as PROBE_PREFIX
 from streams.presence import NEVER, PresenceBook, StudentPresence, View
 from streams.usage import DeviceUsage, Interval, UsageBook, UsageRules
 
@@ -226,6 +227,8 @@ def _apply(
         # Device keys share the strings of the student's presence state (memory).
         student = presence.states[skey]
         district_id, student_id = student.district_id, student.student_id
+        if district_id.startswith(PROBE_PREFIX):
+            continue  # the end-to-end probe: presence only, never usage (schemas.probe)
         if len(events) == 1 or len(set(map(_device_of, events))) == 1:
             usage.on_events((district_id, student_id, first.device_id), events, now, intervals)
             continue
