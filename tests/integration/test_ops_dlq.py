@@ -139,6 +139,8 @@ async def test_dlq_stats_show_and_exactly_once_redrive(
         assert sent_count(first) == len(skewed_events), first
         # The simulator's own ts_in_future events are a day ahead: refused, not sent.
         assert "still in the future" in first
+        entry = orjson.loads(audit.read_text().splitlines()[-1])
+        assert (entry["action"], entry["detail"]["sent"]) == ("dlq.redrive", len(skewed_events))
         second = csync(settings, "dlq", "redrive", "--reason", "ts_in_future")
         assert sent_count(second) == 0 and "already redriven" in second, second
         say(f"dlq: redrive sent {len(skewed_events)}, the second run 0")
