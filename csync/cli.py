@@ -128,6 +128,10 @@ from ops.probe_cli import probe as probe_command  # noqa: E402 - csync probe (en
 
 main.add_command(probe_command)
 
+from ops.rebuild_cli import usage_rebuild  # noqa: E402 - csync usage-rebuild --from --to
+
+main.add_command(usage_rebuild)
+
 from producers.cli import collector, collector_token, roster, simulate  # noqa: E402
 from sinks.cli import clickhouse, sink, usage  # noqa: E402
 

@@ -20,6 +20,9 @@ REVIEWED_READERS = {
     # csync dlq redrive: after an interrupted run, reads only the ``redrive`` header of raw records to find
     # which DLQ records were sent; keeps their (partition, offset) for the ledger, nothing of the events.
     "ops/dlq_io.py",
+    # csync usage-rebuild: replays closed days' raw records through the usage rule in memory and writes only
+    # de-identified rows (fresh per-day token keys, never stored); keeps nothing else.
+    "ops/rebuild_run.py",
 }
 
 
