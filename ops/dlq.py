@@ -35,6 +35,9 @@ from typing import Any
 import orjson
 
 REDRIVE_HEADER = "redrive"
+# Rejections that are authorization decisions, not data errors: re-sending them to the raw topic would let a
+# device write into a district its token is not for. The device must resend with the right token.
+NEVER_REDRIVEN = frozenset({"wrong_district"})
 # Age buckets of ``csync dlq stats`` (seconds since the record entered the DLQ).
 AGE_BUCKETS = ((3600, "<1h"), (86_400, "<1d"), (3 * 86_400, "<3d"), (7 * 86_400, "<7d"))
 # Keep this much room before MAX_EVENT_AGE_H: a redriven event must still be valid when the worker reads it.

@@ -95,10 +95,15 @@ def show(reason: str, limit: int, unredacted: bool, who: str | None) -> None:
 @click.option("--who", default=None, help="Operator name for the audit log (default: login name).")
 def redrive_command(reason: str, since: str | None, dry_run: bool, who: str | None) -> None:
     """Re-send rejected originals to the activity topic, exactly once, with a redrive header."""
-    from ops.dlq import Limits, plan_redrive, select
+    from ops.dlq import NEVER_REDRIVEN, Limits, plan_redrive, select
     from ops.dlq_io import load_ledger, read_dlq, record_found, redrive, resolve_uncertain
     from privacy.audit import AuditLog
 
+    if reason in NEVER_REDRIVEN:
+        raise click.UsageError(
+            f"{reason} is an authorization decision, not a data error: the device must resend with "
+            "its own district's token"
+        )
     settings = _settings()
     now_ms = int(time.time() * 1000)
     since_ms = parse_since(since, now_ms) if since else None

@@ -126,3 +126,12 @@ def test_parse_since() -> None:
     assert parse_since("2026-12-04T10:00:00", NOW) == parse_since("2026-12-04T10:00:00+00:00", NOW)
     with pytest.raises(Exception, match="neither a duration"):
         parse_since("yesterday", NOW)
+
+
+def test_wrong_district_is_never_redriven() -> None:
+    from click.testing import CliRunner
+
+    from ops.dlq_cli import dlq
+
+    result = CliRunner().invoke(dlq, ["redrive", "--reason", "wrong_district"])
+    assert result.exit_code == 2 and "authorization decision" in result.output
