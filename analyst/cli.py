@@ -140,11 +140,15 @@ def export(period: str, out_dir: Path, as_of: dt.datetime | None, force: bool) -
 class UsageGroup(click.Group):
     """``csync usage --from … --to …`` runs the original command; ``csync usage export …`` the export."""
 
-    def __init__(self, plain: click.Command) -> None:
+    def __init__(self, plain: click.Command, *more: click.Command) -> None:
         super().__init__("usage", help=plain.help, short_help=plain.short_help)
         self.plain = plain
-        plain.epilog = "Scheduled export: csync usage export --period weekly --to DIR (see --help)."
-        self.add_command(export)
+        plain.epilog = (
+            "Scheduled export: csync usage export --period weekly --to DIR; repair of closed days: "
+            "csync usage rebuild --from DAY --to DAY (see their --help)."
+        )
+        for command in (export, *more):
+            self.add_command(command)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:  # fmt: skip

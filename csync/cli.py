@@ -13,6 +13,9 @@ from csync.stack_cli import stack, status
 from csync.topics_cli import topics
 from demo.cli import demo
 from ops.cli import lag
+from ops.dlq_cli import dlq
+from ops.probe_cli import probe
+from ops.rebuild_cli import usage_rebuild
 from privacy.cli import audit, purge, retention, teacher_api, teacher_token
 from producers.cli import collector, collector_token, roster, simulate
 from sinks.cli import clickhouse, sink, usage
@@ -29,10 +32,12 @@ COMMANDS: tuple[click.Command, ...] = (
     worker,  # streams: the stream worker
     sink,  # sinks: presence → Redis, usage → ClickHouse, the analysts' read path
     clickhouse,
-    UsageGroup(usage),  # the analysts' read path; `usage export` writes a period's files
+    UsageGroup(usage, usage_rebuild),  # the analysts' read path; `usage export`, `usage rebuild`
     analyst_api,  # analyst: the analysts' API and dashboard, their tokens
     analyst_token,
-    lag,  # ops: consumer lag
+    lag,  # ops: consumer lag, the DLQ, the end-to-end probe
+    dlq,
+    probe,
     purge,  # privacy: disposal, retention, the teacher API, audit
     retention,
     teacher_api,

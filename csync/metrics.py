@@ -88,3 +88,19 @@ END_OFFSET = Gauge("csync_end_offset", "Partition end offset", ["topic", "partit
 LAG_STATUS = Gauge("csync_lag_group_status", "Burrow-style status of a group", ["group", "status"])
 # Samples of the lag monitor by outcome (ok/error): errors mean the monitor cannot read the broker.
 LAG_SAMPLES = Counter("csync_lag_samples_total", "Lag monitor samples", ["outcome"])
+# retention.ms of each topic our groups read, in seconds: time lag near it means events deleted unread.
+TOPIC_RETENTION = Gauge(
+    "csync_topic_retention_seconds", "Retention of a topic our groups read", ["topic"]
+)
+
+# --- end-to-end probe (ops/probe.py: a synthetic student of the reserved probe district)
+# Seconds from producing a probe event to seeing it in Redis: the whole path devices → teachers, measured.
+PROBE_LATENCY = Histogram(
+    "csync_probe_latency_seconds",
+    "Time from producing a probe event to its presence in Redis",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+)
+# 1 while the last probe event reached Redis within the probe timeout, 0 otherwise: the path works or not.
+PROBE_UP = Gauge("csync_probe_up", "Last probe event reached Redis within the timeout")
+# Probes that failed, by stage (produce = Kafka refused it, timeout = never seen in Redis in time).
+PROBE_FAILURES = Counter("csync_probe_failures_total", "Failed probes", ["stage"])

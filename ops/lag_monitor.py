@@ -49,6 +49,7 @@ from ops.lag import (
     time_lag_s,
     window_size,
 )
+from ops.topic_retention import TopicRetention
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class LagMonitor:
         self._exported_groups: set[str] = set()
         self.last_sample_ok = False
         self.last_report: list[GroupLag] = []
+        self._retention = TopicRetention()
 
     async def start(self) -> None:
         """Connect the admin client and an offsets-only consumer (no group)."""
@@ -215,6 +217,7 @@ class LagMonitor:
             for g in groups
         ]
         self.export(report, ends)
+        await self._retention.refresh(self._admin_client(), {tp.topic for tp in ends}, now)
         metrics.LAG_SAMPLES.labels("ok").inc()
         self.last_sample_ok = True
         self.last_report = report

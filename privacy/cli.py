@@ -122,12 +122,12 @@ def teacher_token() -> None:
 def teacher_token_add(teacher: str, district: str, classes: tuple[str, ...]) -> None:
     """Issue a token; it is printed once and never stored."""
     from privacy.audit import AuditLog
-    from privacy.teacher_tokens import TokenFileError, issue_token, tokens_path
+    from privacy.teacher_tokens import issue_token, tokens_path
 
     settings = load_settings()
     try:
         token = issue_token(tokens_path(settings), teacher, district, list(classes))
-    except TokenFileError as exc:
+    except ValueError as exc:  # a bad token file (TokenFileError) or the probe's reserved district
         raise click.ClickException(str(exc)) from exc
     AuditLog.from_settings(settings).append(
         getpass.getuser(),

@@ -27,6 +27,7 @@ import orjson
 
 from csync.settings import Settings
 from csync.tokens import teacher_tokens_path
+from schemas.probe import check_real_district
 from schemas.roster import is_valid_id
 
 
@@ -139,6 +140,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 def issue_token(path: Path, teacher_id: str, district_id: str, classes: list[str]) -> str:
     """Add a token for a teacher (other tokens of the teacher stay valid) and return it — the only copy."""
+    check_real_district(district_id)  # no teacher ever sees the probe's reserved district
     token = new_token()
     entry = {
         "teacher_id": teacher_id,

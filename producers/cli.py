@@ -147,7 +147,10 @@ def collector_token(district_id: str, token: str) -> None:
     from producers.collector import add_token, tokens_path
 
     path = tokens_path(load_settings())
-    add_token(path, token, district_id)
+    try:
+        add_token(path, token, district_id)
+    except ValueError as exc:  # the probe's reserved district
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"token for {district_id} stored (hashed) in {path}")
 
 

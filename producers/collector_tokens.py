@@ -14,6 +14,7 @@ import orjson
 
 from csync.settings import Settings
 from csync.tokens import collector_tokens_path
+from schemas.probe import check_real_district
 
 
 class TokenError(ValueError):
@@ -41,6 +42,7 @@ def load_tokens(path: Path) -> dict[str, str]:
 
 def add_token(path: Path, token: str, district_id: str) -> None:
     """Store ``token`` (hashed) for ``district_id`` in the token file, creating it if needed."""
+    check_real_district(district_id)  # the probe's reserved district never gets a device token
     tokens = load_tokens(path) if path.exists() else {}
     tokens[hash_token(token)] = district_id
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from aiokafka.structs import TopicPartition
 from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from producers.simulator_model import Student
+from schemas.probe import is_probe_district
 from schemas.roster import RosterRecord, is_valid_id, make_record, roster_key
 
 
@@ -146,6 +147,8 @@ async def load_roster(settings: Settings, folder: Path, district_id: str) -> Ros
     """Read the export, compare with the topic, produce upserts and tombstones (acknowledged)."""
     if not is_valid_id(district_id):
         raise RosterLoadError(f"district id {district_id!r} is outside [A-Za-z0-9_.-]{{1,64}}")
+    if is_probe_district(district_id):
+        raise RosterLoadError(f"district id {district_id!r} is reserved for the end-to-end probe")
     current, skipped = read_oneroster(folder)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,

@@ -21,6 +21,7 @@ from schemas.decoder import EventOutcome, Limits, decode_record, encode_event
 from schemas.dlq import DlqRecord, dlq_record
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
+from schemas.probe import RESERVED_DISTRICT_PREFIX as PROBE_PREFIX
 from schemas.routing import RouteTable
 from streams.batch_log import Intent
 from streams.presence import PresenceBook
@@ -186,6 +187,8 @@ def _apply(
         # Device keys share the strings of the student's presence state (memory).
         student = presence.states[skey]
         district_id, student_id = student.district_id, student.student_id
+        if district_id.startswith(PROBE_PREFIX):
+            continue  # the end-to-end probe: presence only, never usage (schemas.probe)
         if len(events) == 1 or len(set(map(_device_of, events))) == 1:
             usage.on_events((district_id, student_id, first.device_id), events, now, intervals)
             continue

@@ -12,8 +12,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("csync", "schemas", "producers", "streams", "sinks", "ops", "privacy")
-KAFKA_CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
+PACKAGES = ("csync", "schemas", "producers", "streams", "sinks", "ops", "privacy", "analyst")
+# ``new_reader`` and ``topic_configs`` (privacy.kafka_scan) build clients from their ``**security``.
+KAFKA_CLIENTS = {
+    "AIOKafkaProducer",
+    "AIOKafkaConsumer",
+    "AIOKafkaAdminClient",
+    "new_reader",
+    "topic_configs",
+}
 # kafka_scan's helpers take the options from their callers as ``**security``.
 SECURITY_SPREADS = {"kafka_options", "security"}
 # The factory itself, and the secured test stack's readiness ping (it checks the server it just started).

@@ -17,6 +17,12 @@ REVIEWED_READERS = {
     # The stream worker: its state (presence, per-device usage) is purged by roster tombstones and snapshot
     # cleanup (privacy.purge, privacy.worker_forget); raw records are re-read only for crash replay.
     "streams/engine.py",
+    # csync dlq redrive: after an interrupted run, reads only the ``redrive`` header of raw records to find
+    # which DLQ records were sent; keeps their (partition, offset) for the ledger, nothing of the events.
+    "ops/dlq_io.py",
+    # csync usage rebuild: replays closed days' raw records through the usage rule in memory and writes only
+    # de-identified rows (fresh per-day token keys, never stored); keeps nothing else.
+    "ops/rebuild_run.py",
 }
 
 
