@@ -10,13 +10,16 @@ import ast
 
 from csync.settings import PROJECT_ROOT
 
-PACKAGES = ("csync", "schemas", "producers", "streams", "sinks", "ops", "privacy")
+PACKAGES = ("csync", "schemas", "producers", "streams", "sinks", "ops", "privacy", "analyst")
 READ_CALLS = {"subscribe", "assign", "seek", "getmany", "TopicPartition", "_range", "scan_records",
-              "latest_by_key", "AIOKafkaConsumer"}  # fmt: skip
+              "latest_by_key", "AIOKafkaConsumer", "read_range", "read_tail"}  # fmt: skip
 REVIEWED_READERS = {
     # The stream worker: its state (presence, per-device usage) is purged by roster tombstones and snapshot
     # cleanup (privacy.purge, privacy.worker_forget); raw records are re-read only for crash replay.
     "streams/engine.py",
+    # The worker's Kafka adapters: crash replay re-reads the logged offset ranges of raw records into the same
+    # in-memory state as above (purged the same way); nothing of them is written anywhere else.
+    "streams/kafka_io.py",
     # csync dlq redrive: after an interrupted run, reads only the ``redrive`` header of raw records to find
     # which DLQ records were sent; keeps their (partition, offset) for the ledger, nothing of the events.
     "ops/dlq_io.py",
@@ -35,8 +38,13 @@ def _mentions_raw_topic(node: ast.AST) -> bool:
 
 
 def raw_readers_in(source: str) -> bool:
-    """True when ``source`` passes the raw topic to a call that reads from Kafka."""
-    for node in ast.walk(ast.parse(source)):
+    """True when ``source`` reads from Kafka and names the raw topic: passed to a read call directly, or
+    anywhere in a module that reads (the topic may travel through a variable to the call)."""
+    tree = ast.parse(source)
+    reads = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) in READ_CALLS]
+    if reads and _assigned_raw_topic(tree):
+        return True
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -46,10 +54,48 @@ def raw_readers_in(source: str) -> bool:
     return False
 
 
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+# Calls that name the raw topic without reading its records: reading its configuration, producing to it.
+NOT_READS = {"topic_configs", "describe_configs", "send", "send_and_wait"}
+
+
+def _names_raw_topic(node: ast.AST) -> bool:
+    """``node`` names the raw topic outside calls that do not read its records."""
+    if isinstance(node, ast.Call) and _call_name(node) in NOT_READS:
+        return False
+    if (isinstance(node, ast.Attribute) and node.attr == "topic_activity") or (
+        isinstance(node, ast.Constant) and node.value == "device-activity.v1"
+    ):
+        return True
+    return any(_names_raw_topic(child) for child in ast.iter_child_nodes(node))
+
+
+def _assigned_raw_topic(tree: ast.AST) -> bool:
+    """The raw topic is stored in a name or attribute (``topic = s.topic_activity if … else …``), from
+    where it may reach a read call."""
+    return any(
+        isinstance(n, ast.Assign | ast.AnnAssign)
+        and n.value is not None
+        and _names_raw_topic(n.value)
+        for n in ast.walk(tree)
+    )
+
+
 def test_detector_finds_a_reader_and_ignores_a_producer() -> None:
     assert raw_readers_in("c.subscribe([s.topic_activity])")
     assert raw_readers_in("TopicPartition(settings.topic_activity, 0)")
     assert not raw_readers_in("await producer.send(settings.topic_activity, b'x')")
+    # The topic reaches the read through a variable.
+    assert raw_readers_in(
+        "topic = s.topic_activity\nread_range(reader, TopicPartition(topic, 0), 0, 9)"
+    )
+    assert not raw_readers_in(
+        "scan_records(r, s.topic_dlq)\nawait topic_configs(b, [s.topic_activity])"
+    )
 
 
 def test_every_module_reading_raw_input_is_reviewed() -> None:
