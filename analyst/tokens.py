@@ -18,9 +18,6 @@ its sessions for good (a new token for the same analyst does not revive them).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -30,6 +27,14 @@ from typing import Any
 import orjson
 
 from csync.settings import Settings
+from csync.tokens import (
+    analyst_tokens_path,
+    is_sha256_hex,
+    match_digest,
+    new_token,
+    token_digest,
+    write_private_json,
+)
 from schemas.roster import is_valid_id
 
 
@@ -38,15 +43,13 @@ class TokenFileError(ValueError):
 
 
 def hash_token(token: str) -> bytes:
-    """SHA-256 of a token."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    """SHA-256 of a token (or of a session id or sign-in code)."""
+    return token_digest(token)
 
 
 def tokens_path(settings: Settings) -> Path:
-    """Where the analyst token file of these settings lives."""
-    if settings.analyst_tokens_path:
-        return Path(settings.analyst_tokens_path)
-    return Path(settings.data_dir) / "analyst_tokens.json"
+    """Where the analyst token file of these settings lives (the token store's naming scheme)."""
+    return analyst_tokens_path(settings)
 
 
 def parse_tokens(raw: bytes) -> list[tuple[str, str]]:
@@ -59,7 +62,7 @@ def parse_tokens(raw: bytes) -> list[tuple[str, str]]:
         out = []
         for n, entry in enumerate(analysts):
             digest, who = str(entry["token_sha256"]), entry["analyst_id"]
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            if not is_sha256_hex(digest):
                 raise TokenFileError(f"analyst #{n}: token_sha256 must be 64 lower-case hex digits")
             if not isinstance(who, str) or not is_valid_id(who):
                 raise TokenFileError(
@@ -84,19 +87,12 @@ class AnalystBook:
         self._refresh()
         if not token:
             return None
-        presented, found = hash_token(token), None
-        for stored, who in self._entries:
-            if hmac.compare_digest(stored, presented):
-                found = who  # no break: the time taken does not depend on which entry matched
-        return found
+        return match_digest(self._entries, hash_token(token))
 
     def still_valid(self, token_digest: bytes) -> bool:
         """Whether the token with this SHA-256 is still in the file (a session ends with its token)."""
         self._refresh()
-        found = False
-        for stored, _who in self._entries:
-            found |= hmac.compare_digest(stored, token_digest)
-        return found
+        return match_digest(self._entries, token_digest) is not None
 
     def _refresh(self) -> None:
         # The file is small: compare its bytes, not its stat (an atomic replace can reuse the inode,
@@ -121,21 +117,14 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(path: Path, analysts: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps({"version": 1, "analysts": analysts}, option=orjson.OPT_INDENT_2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)  # atomic: a running service never reads half a file
+    write_private_json(path, {"version": 1, "analysts": analysts})
 
 
 def issue_token(path: Path, analyst_id: str) -> str:
     """Add a token for ``analyst_id`` and return it — the only copy."""
     if not is_valid_id(analyst_id):
         raise TokenFileError("analyst_id must be 1-64 chars of [A-Za-z0-9_.-]")
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     _write(
         path, [*_read(path), {"analyst_id": analyst_id, "token_sha256": hash_token(token).hex()}]
     )

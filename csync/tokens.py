@@ -1,10 +1,13 @@
 """The token store: where bearer tokens live and how running processes see changes without a restart.
 
-One naming scheme for every kind of token: ``{TOKENS_DIR}/collector_tokens.json`` (devices → district) and
-``{TOKENS_DIR}/teacher_tokens.json`` (teachers → district and classes). ``TOKENS_DIR`` defaults to
-``DATA_DIR``; in Kubernetes it is a mounted Secret whose keys are those two file names (docs/deploy.md). A
-single file may be moved with ``COLLECTOR_TOKENS_FILE`` / ``TEACHER_TOKENS_PATH``. Both files hold SHA-256
-hashes only, never a usable token.
+One naming scheme for every kind of token: ``{TOKENS_DIR}/collector_tokens.json`` (devices → district),
+``{TOKENS_DIR}/teacher_tokens.json`` (teachers → district and classes) and ``{TOKENS_DIR}/analyst_tokens.json``
+(analysts). ``TOKENS_DIR`` defaults to ``DATA_DIR``; in Kubernetes it is a mounted Secret whose keys are those
+file names (docs/deploy.md). A single file may be moved with ``COLLECTOR_TOKENS_FILE`` /
+``TEACHER_TOKENS_PATH`` / ``ANALYST_TOKENS_PATH``. Every file holds SHA-256 hashes only, never a usable token:
+a token is 256 random bits, so a leaked file grants nothing (no salt or slow hash is needed for random tokens,
+unlike passwords), and a lookup compares the presented token's hash with *every* entry in constant time, so
+the time taken says nothing about which entry matched (:func:`match_digest`).
 
 :class:`ReloadingFile` re-reads a file when it changes, looking at most every ``TOKEN_RELOAD_S``: a token
 removed from the file (``csync … revoke``, or an edited Secret that the kubelet swaps in through its ``..data``
@@ -15,12 +18,17 @@ or a hash), so a typo in an edit does not lock every device out.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
+import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
+
+import orjson
 
 from csync.settings import Settings
 
@@ -29,6 +37,8 @@ T = TypeVar("T")
 
 COLLECTOR_TOKENS = "collector_tokens.json"
 TEACHER_TOKENS = "teacher_tokens.json"
+ANALYST_TOKENS = "analyst_tokens.json"
+_HEX = frozenset("0123456789abcdef")
 
 
 def tokens_dir(settings: Settings) -> Path:
@@ -44,6 +54,49 @@ def collector_tokens_path(settings: Settings) -> Path:
 def teacher_tokens_path(settings: Settings) -> Path:
     """The teacher API's token file."""
     return Path(settings.teacher_tokens_path or tokens_dir(settings) / TEACHER_TOKENS)
+
+
+def analyst_tokens_path(settings: Settings) -> Path:
+    """The analyst API's token file."""
+    return Path(settings.analyst_tokens_path or tokens_dir(settings) / ANALYST_TOKENS)
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits), shown once to whoever it is issued to."""
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of a token: what the stores keep (as hex) and what lookups compare."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def is_sha256_hex(text: str) -> bool:
+    """Whether ``text`` is a stored token hash: 64 lower-case hex digits."""
+    return len(text) == 64 and _HEX.issuperset(text)
+
+
+def match_digest(entries: Iterable[tuple[bytes, T]], presented: bytes) -> T | None:
+    """The owner whose stored digest equals ``presented``, comparing with *every* entry in constant
+    time and without stopping at a match, so the time taken does not depend on which entry matched."""
+    found: T | None = None
+    for stored, owner in entries:
+        if hmac.compare_digest(stored, presented):
+            found = owner
+    return found
+
+
+def write_private_json(path: Path, doc: object) -> None:
+    """Replace ``path`` with ``doc`` as JSON, mode 0600, atomically: a running service never reads half
+    a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 class ReloadingFile(Generic[T]):

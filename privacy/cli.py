@@ -52,7 +52,8 @@ def purge(
             detail={"collector_tokens": devices, "teacher_tokens": teachers},
         )
         click.echo(
-            f"revoked {devices} collector and {teachers} teacher token(s); restart the collector"
+            f"revoked {devices} collector and {teachers} teacher token(s); running collectors and "
+            f"teacher APIs refuse them within {settings.token_reload_s:g} s"
         )
     try:
         report = asyncio.run(

@@ -6,19 +6,12 @@ File format (``TEACHER_TOKENS_PATH``, JSON, mode 0600)::
      "teachers": [{"teacher_id": "t-17", "district_id": "d1", "classes": ["c-101", "c-205"],
                    "token_sha256": "<64 hex>"}]}
 
-A token is 32 random bytes (``secrets.token_urlsafe``), shown once when issued (``csync teacher-token add``) and
-never written anywhere. A leaked file therefore grants nothing: a SHA-256 preimage of 256 random bits cannot
-be found (no salt or slow hash is needed for random tokens, unlike passwords). Lookup hashes the presented
-token and compares it with *every* entry with :func:`hmac.compare_digest`, without stopping at a match, so
-the time taken says nothing about which entry (if any) matched.
+A token is 256 random bits, shown once when issued (``csync teacher-token add``) and never written anywhere;
+hashing, constant-time lookup and the atomic file write are the token store's (:mod:`csync.tokens`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +19,14 @@ from typing import Any
 import orjson
 
 from csync.settings import Settings
-from csync.tokens import teacher_tokens_path
+from csync.tokens import (
+    is_sha256_hex,
+    match_digest,
+    new_token,
+    teacher_tokens_path,
+    token_digest,
+    write_private_json,
+)
 from schemas.probe import check_real_district
 from schemas.roster import is_valid_id
 
@@ -46,12 +46,10 @@ class Teacher:
 
 def hash_token(token: str) -> str:
     """The hex SHA-256 of a token, as stored in the file."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return token_digest(token).hex()
 
 
-def new_token() -> str:
-    """A fresh random token (256 bits)."""
-    return secrets.token_urlsafe(32)
+__all__ = ["Teacher", "TokenBook", "TokenFileError", "hash_token", "new_token", "tokens_path"]
 
 
 def tokens_path(settings: Settings) -> Path:
@@ -72,16 +70,12 @@ class TokenBook:
         if not token:
             self._refresh()
             return None
-        return self.authenticate_digest(hashlib.sha256(token.encode("utf-8")).digest())
+        return self.authenticate_digest(token_digest(token))
 
     def authenticate_digest(self, presented: bytes) -> Teacher | None:
         """The teacher whose token has this SHA-256 digest (a session re-checks its token by it)."""
         self._refresh()
-        found: Teacher | None = None
-        for stored, teacher in self._entries:
-            if hmac.compare_digest(stored, presented):
-                found = teacher  # no break: the loop's duration does not depend on the match
-        return found
+        return match_digest(self._entries, presented)
 
     def _refresh(self) -> None:
         try:
@@ -105,7 +99,7 @@ def parse_tokens(raw: bytes) -> list[tuple[str, Teacher]]:
         out = []
         for n, entry in enumerate(teachers):
             digest = str(entry["token_sha256"])
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            if not is_sha256_hex(digest):
                 raise TokenFileError(f"teacher #{n}: token_sha256 must be 64 lower-case hex digits")
             ids = [entry["teacher_id"], entry["district_id"], *entry["classes"]]
             if not all(is_valid_id(i) for i in ids):
@@ -120,14 +114,7 @@ def parse_tokens(raw: bytes) -> list[tuple[str, Teacher]]:
 
 
 def _write(path: Path, teachers: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps({"version": 1, "teachers": teachers}, option=orjson.OPT_INDENT_2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)  # atomic: a running API never reads half a file
+    write_private_json(path, {"version": 1, "teachers": teachers})
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from csync.settings import Settings
-from csync.tokens import collector_tokens_path
+from csync.tokens import collector_tokens_path, write_private_json
 from schemas.probe import check_real_district
 
 
@@ -45,11 +45,9 @@ def add_token(path: Path, token: str, district_id: str) -> None:
     check_real_district(district_id)  # the probe's reserved district never gets a device token
     tokens = load_tokens(path) if path.exists() else {}
     tokens[hash_token(token)] = district_id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(tokens, option=orjson.OPT_INDENT_2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private_json(
+        path, tokens
+    )  # created 0600: never readable by others, not even for a moment
 
 
 def tokens_path(settings: Settings) -> Path:
