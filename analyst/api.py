@@ -32,7 +32,7 @@ from analyst.render import asset, page
 from analyst.reports import Cell, Query
 from analyst.signin import normalise, redeem
 from analyst.source import Reader, SourceUnavailable, read
-from analyst.tokens import AnalystBook, Sessions, hash_token
+from analyst.tokens import AnalystBook, Sessions, TokenFileError, hash_token
 from privacy.audit import AuditLog
 
 COOKIE = "csync_analyst"
@@ -279,7 +279,17 @@ async def no_icon(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """Liveness: the process answers (reads nothing)."""
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """Readiness: the analysts' token file can be used (the catalog was checked at start)."""
+    try:
+        request.app[SERVICE].book.authenticate(None)  # re-reads the file when it changed
+    except TokenFileError:
+        return web.json_response({"status": "token file unusable"}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 def _secure(request: web.Request, response: web.StreamResponse) -> None:
@@ -321,5 +331,6 @@ def analyst_app(service: Service) -> web.Application:
     app.router.add_post("/logout", logout)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/favicon.ico", no_icon)
     return app

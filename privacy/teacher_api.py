@@ -30,6 +30,7 @@ student data. Responses carry ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,7 +45,7 @@ from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
 from privacy.sessions import SessionStore
 from privacy.teacher_access import TeacherContext, decide, read_hashes, row_id, text, utc_now
-from privacy.teacher_tokens import Teacher, TokenBook
+from privacy.teacher_tokens import Teacher, TokenBook, TokenFileError
 
 VIEW_FIELDS = ("name", "online", "sub_app")  # the only fields read from a presence hash
 ROW_FIELDS = ("row", "name", "online", "sub_app")  # the only fields a teacher receives
@@ -142,6 +143,22 @@ def add_api_routes(app: web.Application, ctx: TeacherContext) -> None:
 
     app.router.add_get("/v1/classes/{class_id}/presence", presence)
     app.router.add_get("/v1/classes/{class_id}/presence/stream", stream)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", functools.partial(readyz, ctx.book))
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process answers (reads nothing)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(book: TokenBook, _request: web.Request) -> web.Response:
+    """Readiness: the token file can be used (reads no student data, so it answers at any hour)."""
+    try:
+        book.authenticate(None)  # re-reads the file when it changed
+    except TokenFileError:
+        return web.json_response({"status": "token file unusable"}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def sse(

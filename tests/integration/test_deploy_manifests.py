@@ -39,6 +39,7 @@ PROCESSES = {
 SETUP = {("csync", "topics", "create", "--alter"), ("csync", "clickhouse", "migrate")}
 OPS_PORTS = {"csync-worker": 6066, "csync-sink-clickhouse": 9465, "csync-sink-redis": 9466,
              "csync-collector": 9469, "csync-lag": 9468}  # fmt: skip
+API_PORTS = {"csync-teacher-api": 8090, "csync-analyst-api": 8091}
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -107,6 +108,9 @@ def test_every_process_runs_hardened_with_probes_resources_and_a_pdb(
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
             ports = {p["name"]: p["containerPort"] for p in c["ports"]}
             assert ports["metrics"] == OPS_PORTS[name]
+        elif name in API_PORTS:  # the people-facing APIs probe their own http port
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert commands == PROCESSES | SETUP
 
 

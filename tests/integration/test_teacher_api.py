@@ -258,3 +258,17 @@ async def test_unknown_paths_and_assets_are_404_with_the_same_strict_headers(api
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
     js = await api.client.get("/static/class.js")
     assert js.headers["Content-Type"].startswith("text/javascript")
+
+
+async def test_probes_answer_without_a_token_and_readiness_follows_the_token_file(api: Api) -> None:
+    assert (await api.client.get("/healthz")).status == 200
+    assert (await api.client.get("/readyz")).status == 200
+    good = api.tokens.read_bytes()
+    api.tokens.write_bytes(b"{not json")  # a broken edit of the mounted Secret
+    try:
+        broken = await api.client.get("/readyz")
+        assert broken.status == 503 and await broken.json() == {"status": "token file unusable"}
+        assert (await api.client.get("/healthz")).status == 200  # alive: no restart loop
+    finally:
+        api.tokens.write_bytes(good)
+    assert (await api.client.get("/readyz")).status == 200

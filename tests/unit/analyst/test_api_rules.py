@@ -198,3 +198,17 @@ async def test_an_unreadable_view_is_a_503_not_a_crash(tmp_path: Path) -> None:
         auth = {"Authorization": f"Bearer {token}"}
         answer = await http.get("/v1/usage/daily", params=RANGE, headers=auth)
         assert answer.status == 503 and "no ClickHouse sink" in (await answer.json())["error"]
+
+
+async def test_probes_answer_without_a_token_and_readiness_follows_the_token_file(
+    tmp_path: Path,
+) -> None:
+    service, tokens = _service(tmp_path)
+    issue_token(tokens, "a-ops")
+    async with TestClient(TestServer(analyst_app(service))) as http:
+        assert (await http.get("/healthz")).status == 200
+        assert (await http.get("/readyz")).status == 200
+        tokens.write_bytes(b'{"version": 1, "analysts": [{"analyst_id": "a"}]}')  # a broken edit
+        broken = await http.get("/readyz")
+        assert broken.status == 503 and await broken.json() == {"status": "token file unusable"}
+        assert (await http.get("/healthz")).status == 200
