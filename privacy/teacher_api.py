@@ -36,9 +36,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.asyncio import Redis
 
-from csync.redis_client import redis_client
+from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
@@ -79,7 +78,7 @@ def class_view(
 
 
 async def read_class(
-    redis: Redis, prefix: str, district_id: str, class_id: str, row_key: bytes
+    redis: AnyRedis, prefix: str, district_id: str, class_id: str, row_key: bytes
 ) -> list[dict[str, Any]]:
     """The class view from Redis (``name``, ``online``, ``sub_app`` of each member)."""
     members, hashes = await read_hashes(redis, prefix, district_id, class_id, VIEW_FIELDS)
@@ -188,7 +187,7 @@ async def sse(
 
 def teacher_app(
     settings: Settings,
-    redis: Redis,
+    redis: AnyRedis,
     book: TokenBook,
     audit: AuditLog,
     *,
