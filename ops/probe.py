@@ -28,7 +28,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from csync import metrics
-from csync.kafka_client import kafka_options
+from csync.kafka_client import producer_options
 from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from schemas.probe import PROBE_DEVICE, PROBE_DISTRICT, PROBE_STUDENT
@@ -71,9 +71,8 @@ class Probe:
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
             request_timeout_ms=int(self.timeout_s * 1000),
-            **kafka_options(self.settings),
+            **producer_options(self.settings),
         )
         await self._producer.start()
         self._redis = redis_client(self.settings)

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import kafka_options, producer_options
 from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
@@ -160,9 +160,7 @@ class _Purger:
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            **kafka_options(settings),
+            **producer_options(settings),
         )
         self.redis = redis_client(settings)
         self.admin = AIOKafkaAdminClient(

@@ -3,7 +3,8 @@
 The session starts its own Kafka broker and redis-server on free ports in a temporary folder, the first time a
 test marked ``kafka`` or ``redis`` asks for them, and stops them at the end even on failure. With
 ``CSYNC_TEST_STACK=reuse`` it uses the stack ``make up`` started instead (and leaves it running).
-``CSYNC_TEST_REDIS=cluster`` points every ``redis`` test at a private Redis Cluster (3 masters + 3 replicas)
+``CSYNC_TEST_BROKERS=3`` makes that private stack a 3-node KRaft cluster (topics with replication factor 3
+and ``min.insync.replicas`` 2). ``CSYNC_TEST_REDIS=cluster`` points every ``redis`` test at a private Redis Cluster (3 masters + 3 replicas)
 instead of the single server; the cluster tests ask for it (``redis_cluster``) whatever the option says.
 
 Guard: the service fixtures fail a test that is not marked for that service, so ``-m "not kafka"`` really runs
@@ -49,11 +50,12 @@ def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_s
         yield running
         return
     root = tmp_path_factory.mktemp("stack")
+    brokers = int(os.environ.get("CSYNC_TEST_BROKERS", "1"))
     started = local_stack.up(
         root,
-        kafka_port=local_stack.free_port(),
         redis_port=local_stack.free_port(),
         persist_redis=False,
+        kafka_ports=[local_stack.free_port() for _ in range(brokers)],
     )
     try:
         yield started
@@ -145,6 +147,9 @@ def make_settings(
         }
         if request.node.get_closest_marker("kafka"):
             values["kafka_bootstrap"] = request.getfixturevalue("kafka_bootstrap")
+            replicas = request.getfixturevalue("local_services").env()
+            values["replication_factor"] = int(replicas.get("REPLICATION_FACTOR", "1"))
+            values["min_insync_replicas"] = int(replicas.get("MIN_INSYNC_REPLICAS", "1"))
         if request.node.get_closest_marker("redis"):
             values["redis_url"] = request.getfixturevalue("redis_url")
         if request.node.get_closest_marker("clickhouse"):
