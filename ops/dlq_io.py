@@ -66,7 +66,7 @@ async def load_ledger(settings: Settings) -> Ledger:
 
 async def ensure_ledger_topic(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, **producer_options(settings)
+        bootstrap_servers=settings.kafka_bootstrap, **kafka_options(settings)
     )
     await admin.start()
     try:
