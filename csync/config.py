@@ -29,5 +29,8 @@ def load_settings() -> Settings:
     running = local_stack.Stack.load(Path(base.data_dir))
     if running is None:
         return base
-    defaults = {k.lower(): v for k, v in running.env().items() if k not in os.environ}
-    return base.replace(**defaults)
+    # The stack's variables as if set in the environment (parsed like them: REPLICATION_FACTOR is an int).
+    try:
+        return Settings.from_env(env={**running.env(), **os.environ})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc

@@ -5,6 +5,10 @@ Every ``AIOKafkaProducer``, ``AIOKafkaConsumer`` and ``AIOKafkaAdminClient`` of 
 (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``) apply to the worker, the sinks, the collector,
 the simulator, the roster loader, the lag monitor, purge and topic administration alike.
 
+Every producer adds :func:`producer_options`: ``acks="all"`` and idempotence, so a record is acknowledged only
+once ``min.insync.replicas`` copies hold it, and a retry after a leader change never writes it twice. Those
+retries are counted (``csync_producer_retries_total``) from aiokafka's sender, which logs each one.
+
 Promises: the password is read from ``KAFKA_SASL_PASSWORD_FILE`` when set (a mounted Secret, re-read at each
 client creation so a rotated Secret is used by the next connection), never logged and never put in an error
 message; :func:`check_credentials` turns a rejected login into one clear :class:`KafkaSecurityError` instead of
@@ -14,6 +18,7 @@ aiokafka's generic "Unable to bootstrap".
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from csync import metrics
 from csync.settings import Settings, SettingsError
 
 
@@ -75,6 +81,29 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = sasl_password(settings)
     return options
+
+
+def producer_options(settings: Settings) -> dict[str, Any]:
+    """:func:`kafka_options` plus what every producer of the project uses: ``acks="all"`` and idempotence
+    (aiokafka then retries a batch until it is written once, through leader changes)."""
+    _count_retries()
+    return {**kafka_options(settings), "acks": "all", "enable_idempotence": True}
+
+
+class _RetryCounter(logging.Handler):
+    """Counts aiokafka's retry warnings (a produce request failed and its batches are sent again)."""
+
+    RETRY_MESSAGES = ("Got error produce response", "Cannot send")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING and str(record.msg).startswith(self.RETRY_MESSAGES):
+            metrics.PRODUCER_RETRIES.inc()
+
+
+def _count_retries() -> None:
+    sender = logging.getLogger("aiokafka.producer.sender")
+    if not any(isinstance(h, _RetryCounter) for h in sender.handlers):
+        sender.addHandler(_RetryCounter())
 
 
 async def check_credentials(settings: Settings, timeout_s: float = 15.0) -> None:

@@ -21,6 +21,9 @@ EVENTS_INVALID = Counter("csync_events_invalid_total", "Events rejected by valid
 FIELDS_DROPPED = Counter("csync_fields_dropped_total", "Fields dropped by minimisation", ["field"])
 # Records written to the DLQ: should stay near zero; alerts fire on its rate.
 DLQ_RECORDS = Counter("csync_dlq_records_total", "Records produced to the DLQ", ["reason"])
+# Produce requests this process sent again (leader moved, broker down): bursts during broker failovers are
+# expected; a steady rate means a broker or the network keeps failing.
+PRODUCER_RETRIES = Counter("csync_producer_retries_total", "Kafka produce requests retried")
 
 # --- sinks (label ``sink`` is "clickhouse" or "redis")
 # Batches written: flat while input arrives means the sink is stuck (see failures/retries).

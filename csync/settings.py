@@ -112,6 +112,9 @@ class Settings:
     """Partitions of the activity, roster and internal topics."""
     replication_factor: int = 1
     """Replication factor of every topic we create."""
+    min_insync_replicas: int = 1
+    """``min.insync.replicas`` of every topic we create when ``REPLICATION_FACTOR`` > 1: an ``acks=all``
+    write succeeds only once this many copies hold it (2 of 3: one node may be lost without losing data)."""
 
     # --- retention (privacy policy: strict limits on data retention)
     retention_activity_ms: int = 7 * DAY_MS
@@ -349,6 +352,7 @@ class Settings:
         positive = (
             "partitions",
             "replication_factor",
+            "min_insync_replicas",
             "presence_timeout_s",
             "max_gap_s",
             "max_event_age_h",
@@ -359,6 +363,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be > 0, got {getattr(self, name)!r}")
+        if self.min_insync_replicas > self.replication_factor:
+            raise SettingsError("MIN_INSYNC_REPLICAS must be <= REPLICATION_FACTOR")
         if self.allowed_lateness_s < 0:
             raise SettingsError(f"ALLOWED_LATENESS_S must be >= 0, got {self.allowed_lateness_s!r}")
         if not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):

@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from csync.settings import PROJECT_ROOT
@@ -208,6 +208,22 @@ class ServiceInfo:
     log: str
 
 
+def kafka_jvm(java: str, lib: Path, log_dir: Path, heap: str = KAFKA_HEAP) -> list[str]:
+    """The JVM command line up to the main class: fixed heap, C1 only (fast start), our log4j2 config."""
+    return [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={log_dir}",
+        f"-Dlog4j2.configurationFile={KAFKA_DEPLOY / 'log4j2.properties'}",
+        "-cp",
+        f"{lib}/*",
+    ]
+
+
 def start_kafka(
     data_root: Path,
     port: int,
@@ -233,19 +249,7 @@ def start_kafka(
         template.substitute(port=port, controller_port=controller_port, data_dir=data_dir)
         + extra_properties
     )
-    classpath = f"{lib}/*"
-    jvm = [
-        java,
-        f"-Xmx{KAFKA_HEAP}",
-        f"-Xms{KAFKA_HEAP}",
-        "-XX:+UseG1GC",
-        "-XX:TieredStopAtLevel=1",
-        "-Djava.awt.headless=true",
-        f"-Dkafka.logs.dir={log_dir}",
-        f"-Dlog4j2.configurationFile={KAFKA_DEPLOY / 'log4j2.properties'}",
-        "-cp",
-        classpath,
-    ]
+    jvm = kafka_jvm(java, lib, log_dir)
     if not (data_dir / "meta.properties").exists():
         say(f"formatting KRaft storage in {data_dir}")
         fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)]
@@ -285,7 +289,12 @@ def start_kafka(
 
 
 def _metadata_ok(port: int) -> bool:
-    """A Metadata v12 request (all topics) answers with our broker: the broker serves clients."""
+    """A Metadata request (all topics) answers with at least our broker: the broker serves clients."""
+    return metadata_brokers(port) >= 1
+
+
+def metadata_brokers(port: int) -> int:
+    """How many brokers a Metadata v12 request to ``port`` lists (0 for an unexpected answer)."""
     client_id = b"csync-stack"
     # header v2: api_key, api_version, correlation_id, client_id (nullable string), tagged fields
     header = struct.pack(">hhih", 3, 12, 2, len(client_id)) + client_id + b"\x00"
@@ -300,7 +309,7 @@ def _metadata_ok(port: int) -> bool:
     # response header v1: correlation id + tagged fields; body: throttle, brokers compact array …
     correlation = struct.unpack(">i", payload[:4])[0]
     brokers_len = payload[9] - 1  # compact array: length + 1 (one byte while < 127)
-    return correlation == 2 and brokers_len >= 1
+    return brokers_len if correlation == 2 else 0
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -393,10 +402,16 @@ class Stack:
     kafka: ServiceInfo
     redis: ServiceInfo
     chdb_path: str
+    kafka_more: list[ServiceInfo] = field(default_factory=list)
+    """The other nodes of a local Kafka cluster (``--brokers 3``); ``kafka`` is node 1."""
+
+    @property
+    def kafka_nodes(self) -> list[ServiceInfo]:
+        return [self.kafka, *self.kafka_more]
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka.address
+        return ",".join(node.address for node in self.kafka_nodes)
 
     @property
     def redis_url(self) -> str:
@@ -408,11 +423,15 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """Environment variables that point every csync process at this stack."""
-        return {
+        env = {
             "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "REDIS_URL": self.redis_url,
             "CLICKHOUSE_URL": self.clickhouse_url,
         }
+        if self.kafka_more:  # topics on a cluster: a copy on every node, two in sync for a write
+            env["REPLICATION_FACTOR"] = str(min(3, len(self.kafka_nodes)))
+            env["MIN_INSYNC_REPLICAS"] = "2"
+        return env
 
     def save(self) -> None:
         path = Path(self.data_root) / STATE_FILE
@@ -429,22 +448,32 @@ class Stack:
             kafka=ServiceInfo(**raw["kafka"]),
             redis=ServiceInfo(**raw["redis"]),
             chdb_path=raw["chdb_path"],
+            kafka_more=[ServiceInfo(**node) for node in raw.get("kafka_more", [])],
         )
 
 
 def up(
-    data_root: Path, kafka_port: int = 9092, redis_port: int = 6379, persist_redis: bool = True
+    data_root: Path,
+    kafka_port: int = 9092,
+    redis_port: int = 6379,
+    persist_redis: bool = True,
+    brokers: int = 1,
+    kafka_ports: list[int] | None = None,
 ) -> Stack:
-    """Start the stack unless it already runs (idempotent); return it."""
+    """Start the stack unless it already runs (idempotent); return it.
+
+    ``brokers`` > 1 starts a KRaft cluster (:mod:`csync.stack_kafka_cluster`) on ``kafka_ports``, by default
+    ``kafka_port``, ``kafka_port + 1`` …"""
     data_root.mkdir(parents=True, exist_ok=True)
+    ports = kafka_ports or [kafka_port + i for i in range(brokers)]
     existing = Stack.load(data_root)
-    if existing and pid_alive(existing.kafka.pid) and pid_alive(existing.redis.pid):
-        say(f"already running: kafka {existing.kafka.address}, redis {existing.redis.address}")
+    if existing and all(pid_alive(s.pid) for s in [*existing.kafka_nodes, existing.redis]):
+        say(f"already running: kafka {existing.kafka_bootstrap}, redis {existing.redis.address}")
         return existing
     if existing:
         say("a previous stack is partly down: stopping what is left, then starting again")
         down(data_root)
-    for name, port in (("Kafka", kafka_port), ("Redis", redis_port)):
+    for name, port in [*(("Kafka", p) for p in ports), ("Redis", redis_port)]:
         if port_open(port):
             raise StackError(
                 f"127.0.0.1:{port} is taken by another process; set {name.upper()}_PORT to a free port"
@@ -453,11 +482,16 @@ def up(
     chdb_path.mkdir(parents=True, exist_ok=True)
     redis = start_redis(data_root, redis_port, persist=persist_redis)
     try:
-        kafka = start_kafka(data_root, kafka_port, free_port())
+        if len(ports) == 1:
+            nodes = [start_kafka(data_root, ports[0], free_port())]
+        else:
+            from csync.stack_kafka_cluster import start_kafka_cluster  # it imports this module
+
+            nodes = start_kafka_cluster(data_root, ports).services()
     except BaseException:
         _terminate(redis.pid)
         raise
-    stack = Stack(str(data_root), kafka, redis, str(chdb_path))
+    stack = Stack(str(data_root), nodes[0], redis, str(chdb_path), kafka_more=nodes[1:])
     stack.save()
     return stack
 
@@ -468,7 +502,7 @@ def down(data_root: Path) -> list[str]:
     if stack is None:
         return []
     stopped = []
-    for service in (stack.kafka, stack.redis):
+    for service in (*stack.kafka_nodes, stack.redis):
         if pid_alive(service.pid):
             _terminate(service.pid)
             stopped.append(f"{service.name} (pid {service.pid})")
@@ -485,18 +519,7 @@ def status(data_root: Path) -> list[str]:
             "redis  down",
             f"chdb   {'ready' if (data_root / 'chdb').is_dir() else 'absent'}",
         ]
-    lines = []
-    kafka_up = pid_alive(stack.kafka.pid)
-    if kafka_up:
-        try:
-            api = "Kafka 4.x API" if is_kafka4_api(api_versions(stack.kafka.port)) else "pre-4 API!"
-        except OSError as exc:
-            api = f"not answering ({exc})"
-        lines.append(
-            f"kafka  up    {stack.kafka.address}  Apache Kafka {stack.kafka.version} KRaft, {api}"
-        )
-    else:
-        lines.append(f"kafka  down  {stack.kafka.address}")
+    lines = [_kafka_line(node) for node in stack.kafka_nodes]
     redis_up = pid_alive(stack.redis.pid) and redis_ping(stack.redis.port)
     lines.append(
         f"redis  {'up  ' if redis_up else 'down'}  {stack.redis.address}  redis-server {stack.redis.version}"
@@ -504,6 +527,16 @@ def status(data_root: Path) -> list[str]:
     chdb = Path(stack.chdb_path)
     lines.append(f"chdb   {'ready' if chdb.is_dir() else 'absent'} {chdb}")
     return lines
+
+
+def _kafka_line(node: ServiceInfo) -> str:
+    if not pid_alive(node.pid):
+        return f"kafka  down  {node.address}"
+    try:
+        api = "Kafka 4.x API" if is_kafka4_api(api_versions(node.port)) else "pre-4 API!"
+    except OSError as exc:
+        api = f"not answering ({exc})"
+    return f"kafka  up    {node.address}  Apache Kafka {node.version} KRaft, {api}"
 
 
 def _terminate(pid: int, grace_s: float = 15.0) -> None:

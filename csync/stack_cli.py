@@ -23,11 +23,20 @@ def stack() -> None:
 @stack.command("up")
 @click.option("--kafka-port", type=int, default=lambda: int(os.environ.get("KAFKA_PORT", "9092")))
 @click.option("--redis-port", type=int, default=lambda: int(os.environ.get("REDIS_PORT", "6379")))
-def stack_up(kafka_port: int, redis_port: int) -> None:
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=lambda: int(os.environ.get("KAFKA_BROKERS", "1")),
+    help="Kafka nodes: 1, or a KRaft cluster on KAFKA_PORT, KAFKA_PORT+1 … (3: replication factor 3, "
+    "min.insync.replicas 2).",
+)
+def stack_up(kafka_port: int, redis_port: int, brokers: int) -> None:
     """Start Kafka and Redis (idempotent: says so when they already run)."""
     data_root = _data_root()
     try:
-        running = local_stack.up(data_root, kafka_port=kafka_port, redis_port=redis_port)
+        running = local_stack.up(
+            data_root, kafka_port=kafka_port, redis_port=redis_port, brokers=brokers
+        )
     except local_stack.StackError as exc:
         raise click.ClickException(str(exc)) from exc
     for line in local_stack.status(data_root):

@@ -36,7 +36,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     # Retention acts on closed segments only: segment.ms bounds how long past retention.ms data can stay
     # on disk, and max.compaction.lag.ms bounds how long a tombstoned (purged) roster name can survive.
     hour, day = HOUR_MS, DAY_MS
-    return [
+    return _replicated(settings, [
         TopicSpec(
             settings.topic_activity,
             p,
@@ -92,12 +92,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             },
             "internal: de-identified usage rows for the ClickHouse sink",
         ),
-    ]
+    ])  # fmt: skip
 
 
 def worker_topic_specs(settings: Settings) -> list[TopicSpec]:
     """The public topics plus the workers' internal ones (state log, day keys)."""
-    return [
+    return _replicated(settings, [
         *topic_specs(settings),
         TopicSpec(
             settings.topic_worker_state,
@@ -115,7 +115,16 @@ def worker_topic_specs(settings: Settings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "delete.retention.ms": "60000"},
             "internal: daily student-token keys, destroyed after the day closes",
         ),
-    ]
+    ])  # fmt: skip
+
+
+def _replicated(settings: Settings, specs: list[TopicSpec]) -> list[TopicSpec]:
+    """With ``REPLICATION_FACTOR`` > 1, every spec also wants ``min.insync.replicas`` (so ``create_topics``
+    sets it and the comparison checks it); a single broker keeps the specs as they were."""
+    if settings.replication_factor == 1:
+        return specs
+    isr = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    return [TopicSpec(s.name, s.partitions, {**s.config, **isr}, s.purpose) for s in specs]
 
 
 @dataclass(frozen=True, slots=True)

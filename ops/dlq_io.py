@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import kafka_options, producer_options
 from csync.settings import Settings
 from ops.dlq import (
     REDRIVE_HEADER,
@@ -129,9 +129,8 @@ async def redrive(settings: Settings, plan: RedrivePlan) -> dict[DlqId, tuple[in
     topic = ledger_topic(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        enable_idempotence=True,
         linger_ms=5,
-        **kafka_options(settings),
+        **producer_options(settings),
     )
     await producer.start()
     sent: dict[DlqId, tuple[int, int]] = {}
@@ -168,7 +167,7 @@ async def record_found(settings: Settings, found: dict[DlqId, tuple[int, int]]) 
     if not found:
         return
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, **kafka_options(settings)
+        bootstrap_servers=settings.kafka_bootstrap, **producer_options(settings)
     )
     await producer.start()
     try:

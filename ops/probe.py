@@ -26,11 +26,10 @@ from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from csync import metrics
-from csync.kafka_client import kafka_options
-from csync.redis_client import redis_client
+from csync.kafka_client import producer_options
+from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from schemas.probe import PROBE_DEVICE, PROBE_DISTRICT, PROBE_STUDENT
 
@@ -66,15 +65,14 @@ class Probe:
         self.run_id = uuid.uuid4().hex[:8]  # a restart never reuses an event id or a sub_app
         self.key = f"{settings.key_prefix}:presence:{PROBE_DISTRICT}:{PROBE_STUDENT}"
         self._producer: AIOKafkaProducer | None = None
-        self._redis: Redis | None = None
+        self._redis: AnyRedis | None = None
         self.last_ok = False
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
             request_timeout_ms=int(self.timeout_s * 1000),
-            **kafka_options(self.settings),
+            **producer_options(self.settings),
         )
         await self._producer.start()
         self._redis = redis_client(self.settings)

@@ -48,10 +48,9 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from redis.asyncio import Redis
 
-from csync.kafka_client import kafka_options
-from csync.redis_client import redis_client
+from csync.kafka_client import kafka_options, producer_options
+from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.kafka_scan import (
@@ -120,7 +119,7 @@ def class_key_pattern(prefix: str, district: str) -> str:
     return f"{prefix}:class:{district}:*"
 
 
-async def scan_keys(redis: Redis, pattern: str) -> list[str]:
+async def scan_keys(redis: AnyRedis, pattern: str) -> list[str]:
     """Every key matching ``pattern`` (SCAN, never KEYS: the teacher view keeps serving)."""
     return [
         k.decode() if isinstance(k, bytes) else str(k)
@@ -128,7 +127,7 @@ async def scan_keys(redis: Redis, pattern: str) -> list[str]:
     ]
 
 
-async def _unlink(redis: Redis, keys: list[str]) -> int:
+async def _unlink(redis: AnyRedis, keys: list[str]) -> int:
     removed = 0
     for i in range(0, len(keys), 500):
         removed += int(await redis.unlink(*keys[i : i + 500]))
@@ -161,9 +160,7 @@ class _Purger:
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            **kafka_options(settings),
+            **producer_options(settings),
         )
         self.redis = redis_client(settings)
         self.admin = AIOKafkaAdminClient(

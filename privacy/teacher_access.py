@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
+from csync.redis_client import AnyRedis
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
@@ -56,7 +55,7 @@ def decide(teacher: Teacher | None, class_id: str) -> int:
 
 
 async def read_hashes(
-    redis: Redis, prefix: str, district_id: str, class_id: str, fields: tuple[str, ...]
+    redis: AnyRedis, prefix: str, district_id: str, class_id: str, fields: tuple[str, ...]
 ) -> tuple[list[str], list[list[Any]]]:
     """The class's members and ``HMGET fields`` of each: SMEMBERS, then one pipeline of HMGETs."""
     members = sorted(
@@ -75,7 +74,7 @@ class TeacherContext:
     """The collaborators of the teacher routes; the caller owns ``redis``."""
 
     settings: Settings
-    redis: Redis
+    redis: AnyRedis
     book: TokenBook
     audit: AuditLog
     hours: MonitoringHours | LiveHours

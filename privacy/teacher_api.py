@@ -37,9 +37,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.asyncio import Redis
 
-from csync.redis_client import redis_client
+from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
@@ -80,7 +79,7 @@ def class_view(
 
 
 async def read_class(
-    redis: Redis, prefix: str, district_id: str, class_id: str, row_key: bytes
+    redis: AnyRedis, prefix: str, district_id: str, class_id: str, row_key: bytes
 ) -> list[dict[str, Any]]:
     """The class view from Redis (``name``, ``online``, ``sub_app`` of each member)."""
     members, hashes = await read_hashes(redis, prefix, district_id, class_id, VIEW_FIELDS)
@@ -205,7 +204,7 @@ async def sse(
 
 def teacher_app(
     settings: Settings,
-    redis: Redis,
+    redis: AnyRedis,
     book: TokenBook,
     audit: AuditLog,
     *,

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from csync import metrics
-from csync.kafka_client import check_credentials, kafka_options
+from csync.kafka_client import check_credentials, producer_options
 from csync.settings import Settings
 from csync.tokens import collector_token_store
 from ops.endpoints import OpsServer
@@ -273,9 +273,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        **kafka_options(settings),
-        enable_idempotence=True,
-        acks="all",
+        **producer_options(settings),
         compression_type=default_compression(),
         linger_ms=PRODUCER_LINGER_MS,
         max_batch_size=2 * 1024 * 1024,

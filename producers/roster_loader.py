@@ -23,7 +23,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import kafka_options, producer_options
 from csync.settings import Settings
 from producers.simulator_model import Student
 from schemas.probe import is_probe_district
@@ -152,9 +152,7 @@ async def load_roster(settings: Settings, folder: Path, district_id: str) -> Ros
     current, skipped = read_oneroster(folder)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        **kafka_options(settings),
+        **producer_options(settings),
     )
     await producer.start()
     try:

@@ -24,7 +24,7 @@ from typing import Any, TextIO, cast
 
 from aiokafka import AIOKafkaProducer
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import producer_options
 from csync.settings import Settings
 from producers.envelopes import EnvelopeBuilder
 from producers.simulator_model import (
@@ -158,9 +158,7 @@ async def run_simulation(
     start_ms = place_day(int(clock() * 1000), span_ms, options.speed)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        **kafka_options(settings),
-        enable_idempotence=True,
-        acks="all",
+        **producer_options(settings),
         compression_type=options.compression,
         linger_ms=options.linger_ms,
         max_batch_size=2 * 1024 * 1024,

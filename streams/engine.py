@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from csync import metrics
-from csync.kafka_client import kafka_options
+from csync.kafka_client import kafka_options, producer_options
 from csync.settings import Settings
 from csync.topics import create_topics, worker_topic_specs
 from schemas.dlq import DlqLimit
@@ -117,9 +117,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         await create_topics(s, worker_topic_specs(s))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
-            **kafka_options(s),
-            acks="all",
-            enable_idempotence=True,
+            **producer_options(s),
             linger_ms=s.worker_linger_ms,
             max_request_size=64 * 1024 * 1024,
             max_batch_size=1024 * 1024,

@@ -3,6 +3,9 @@
 The session starts its own Kafka broker and redis-server on free ports in a temporary folder, the first time a
 test marked ``kafka`` or ``redis`` asks for them, and stops them at the end even on failure. With
 ``CSYNC_TEST_STACK=reuse`` it uses the stack ``make up`` started instead (and leaves it running).
+``CSYNC_TEST_BROKERS=3`` makes that private stack a 3-node KRaft cluster (topics with replication factor 3
+and ``min.insync.replicas`` 2). ``CSYNC_TEST_REDIS=cluster`` points every ``redis`` test at a private Redis Cluster (3 masters + 3 replicas)
+instead of the single server; the cluster tests ask for it (``redis_cluster``) whatever the option says.
 
 Guard: the service fixtures fail a test that is not marked for that service, so ``-m "not kafka"`` really runs
 without Kafka and a unit test cannot silently reach a server.
@@ -20,6 +23,7 @@ import pytest
 
 from csync import stack as local_stack
 from csync.settings import Settings
+from csync.stack_redis_cluster import RedisClusterInfo, start_redis_cluster, stop_redis_cluster
 from csync.topics import create_topics
 
 SERVICE_MARKERS = ("kafka", "redis", "clickhouse", "prometheus")
@@ -46,11 +50,12 @@ def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_s
         yield running
         return
     root = tmp_path_factory.mktemp("stack")
+    brokers = int(os.environ.get("CSYNC_TEST_BROKERS", "1"))
     started = local_stack.up(
         root,
-        kafka_port=local_stack.free_port(),
         redis_port=local_stack.free_port(),
         persist_redis=False,
+        kafka_ports=[local_stack.free_port() for _ in range(brokers)],
     )
     try:
         yield started
@@ -66,8 +71,30 @@ def kafka_bootstrap(request: pytest.FixtureRequest, local_services: local_stack.
 
 @pytest.fixture
 def redis_url(request: pytest.FixtureRequest, local_services: local_stack.Stack) -> str:
+    import os
+
     _require_marker(request, "redis")
+    if os.environ.get("CSYNC_TEST_REDIS") == "cluster":
+        cluster: RedisClusterInfo = request.getfixturevalue("redis_cluster")
+        return cluster.url
     return local_services.redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterInfo]:
+    """A real Redis Cluster (6 redis-server processes) for the session, started when first asked for."""
+    root = tmp_path_factory.mktemp("redis-cluster")
+    cluster = start_redis_cluster(root, [local_stack.free_port() for _ in range(6)])
+    try:
+        yield cluster
+    finally:
+        stop_redis_cluster(cluster)
+
+
+@pytest.fixture
+def redis_cluster_url(request: pytest.FixtureRequest, redis_cluster: RedisClusterInfo) -> str:
+    _require_marker(request, "redis")
+    return redis_cluster.url
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +147,9 @@ def make_settings(
         }
         if request.node.get_closest_marker("kafka"):
             values["kafka_bootstrap"] = request.getfixturevalue("kafka_bootstrap")
+            replicas = request.getfixturevalue("local_services").env()
+            values["replication_factor"] = int(replicas.get("REPLICATION_FACTOR", "1"))
+            values["min_insync_replicas"] = int(replicas.get("MIN_INSYNC_REPLICAS", "1"))
         if request.node.get_closest_marker("redis"):
             values["redis_url"] = request.getfixturevalue("redis_url")
         if request.node.get_closest_marker("clickhouse"):

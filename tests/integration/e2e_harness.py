@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from csync.kafka_client import kafka_options
-from csync.redis_client import redis_options
+from csync.redis_client import sync_redis_client
 from csync.settings import Settings
 from csync.stack import free_port
 from csync.topics import create_topics, worker_topic_specs
@@ -459,7 +458,7 @@ class Pipeline:
     def redis_dump(self) -> list[bytes]:
         """Every key of this run's prefix and every value in it (hash fields and values, set members,
         strings, list items), as bytes."""
-        client = redis.Redis.from_url(self.s.redis_url, **redis_options(self.s))
+        client = sync_redis_client(self.s)
         out: list[bytes] = []
         try:
             for key in client.scan_iter(match=f"{self.s.key_prefix}:*", count=1000):
@@ -481,9 +480,7 @@ class Pipeline:
         return out
 
     def read_redis(self) -> RedisState:
-        client = redis.Redis.from_url(
-            self.s.redis_url, decode_responses=True, **redis_options(self.s)
-        )
+        client = sync_redis_client(self.s, decode_responses=True)
         try:
             prefix = self.s.key_prefix
             presence: dict[tuple[str, str], dict[str, str]] = {}

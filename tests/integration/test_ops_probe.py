@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import redis
 
+from csync.redis_client import sync_redis_client
 from csync.settings import Settings
 from ops.promtool import check_metrics_text
 from schemas.probe import PROBE_DISTRICT
@@ -73,7 +73,7 @@ async def test_probe_measures_the_path_and_stays_out_of_rollups_and_classes(
     settings = pipeline_settings(make_settings())
     pipeline = Pipeline(settings, tmp_path / "pipeline")
     probe_key = f"{settings.key_prefix}:presence:{PROBE_DISTRICT}:probe-student"
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_redis_client(settings, decode_responses=True)
     try:
         await pipeline.create_topics()
         pipeline.start_all(workers=1)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from csync.topics import create_topics, worker_topic_specs
 from privacy.audit import AuditLog
@@ -87,7 +87,7 @@ async def _seed(settings: Settings) -> None:
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     try:
         sink = RedisPresenceSink(redis, key_prefix=settings.key_prefix, rewind_when_empty=False)
         for district, student, cls in PRESENCE:
@@ -102,7 +102,7 @@ async def _seed(settings: Settings) -> None:
 
 
 async def _redis_dump(settings: Settings) -> dict[str, Any]:
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings, decode_responses=True)
     try:
         out: dict[str, Any] = {}
         async for key in redis.scan_iter(match=f"{settings.key_prefix}:*"):

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from redis.asyncio import Redis
 
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from csync.topics import create_topics, worker_topic_specs
 from privacy.retention import EXCEEDS, MISSING, OK, WARN, retention_report
@@ -26,7 +26,7 @@ async def test_retention_reads_the_broker_and_redis_and_flags_what_exceeds_setti
         retention_dlq_ms=3_600_000,
     )
     await create_topics(settings, worker_topic_specs(settings))
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     try:
         await redis.hset(f"{settings.key_prefix}:presence:d1:s1", mapping={"name": "A"})
         await redis.expire(f"{settings.key_prefix}:presence:d1:s1", 60)

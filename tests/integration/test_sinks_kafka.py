@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from redis.asyncio import Redis
 
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from schemas.internal import PresenceChange, UsagePartial, UsageRow
 from sinks.clickhouse_client import clickhouse_client
@@ -150,7 +150,7 @@ async def test_redis_sink_loop_survives_failures_and_redelivery(
         for i in range(60)
     ]  # fmt: skip
     await produce(settings, settings.topic_presence, [(c.key, c.encode()) for c in changes])
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = redis_client(settings, decode_responses=True)
     prefix = settings.key_prefix
     try:
         # Three injected write failures, then a crash after the first successful batch (before commit).

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
 from privacy.teacher_api import ROW_FIELDS, teacher_app
@@ -56,7 +57,7 @@ async def api(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIt
     settings = make_settings(
         teacher_stream_poll_s=0.05, monitoring_days="mon-sun", monitoring_hours="00:00-24:00"
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     p = settings.key_prefix
     for (district, student), fields in HASHES.items():
         for field, value in fields.items():

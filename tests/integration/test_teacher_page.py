@@ -23,10 +23,10 @@ from pathlib import Path
 import orjson
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from csync import stack as local_stack
+from csync.redis_client import redis_client
 from csync.settings import Settings
 from privacy.teacher_tokens import issue_token, revoke_teacher
 from privacy.teacher_web import page_invitation
@@ -234,7 +234,7 @@ async def test_a_tile_follows_an_app_switch_within_two_seconds(world: World) -> 
     student = next(s for s in world.population
                    if world.class_a in s.classes and names.count(s.name) == 1)  # fmt: skip
     await expect(page.locator("#students li", has_text=student.name)).to_have_count(1)
-    redis = aioredis.Redis.from_url(world.settings.redis_url)
+    redis = redis_client(world.settings)
     key = f"{world.settings.key_prefix}:presence:{student.district_id}:{student.student_id}"
     for n in range(3):
         sub_app = f"live-check-{n}"

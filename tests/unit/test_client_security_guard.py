@@ -21,8 +21,9 @@ KAFKA_CLIENTS = {
     "new_reader",
     "topic_configs",
 }
-# kafka_scan's helpers take the options from their callers as ``**security``.
-SECURITY_SPREADS = {"kafka_options", "security"}
+# kafka_scan's helpers take the options from their callers as ``**security``; producers take
+# ``**producer_options`` (security options included).
+SECURITY_SPREADS = {"kafka_options", "producer_options", "security"}
 # The factory itself, and the secured test stack's readiness ping (it checks the server it just started).
 FACTORY_EXEMPT = {ROOT / "csync" / "redis_client.py", ROOT / "csync" / "stack_tls.py"}
 

@@ -314,23 +314,24 @@ def _change(**kw: object) -> PresenceChange:
     return PresenceChange(**base)  # type: ignore[arg-type]
 
 
-def test_lua_call_for_an_online_change() -> None:
-    keys, argv = change_call(_change(classes_add=("c1",), classes_remove=("c2",)), "cs", 60)
-    assert keys == ["cs:presence:d:s", "cs:class:d:c1", "cs:class:d:c2"]
-    assert argv == ["s", "N", "1", "a", "b", "7", "60", "0", "1"]
+def test_calls_for_an_online_change() -> None:
+    calls = change_call(_change(classes_add=("c1",), classes_remove=("c2",)), "cs", 60)
+    assert calls.hash_key == "cs:presence:d:s"
+    assert (calls.set_add, calls.set_remove) == (["cs:class:d:c1"], ["cs:class:d:c2"])
+    assert calls.argv == ["N", "1", "a", "b", "7", "60", "0"]
+    assert calls.student_id == "s"
 
 
-def test_lua_call_offline_blanks_app_and_sub_app() -> None:
-    _, argv = change_call(_change(online=False), "cs", 60)
-    assert argv[2:5] == ["0", "", ""]
+def test_calls_offline_blanks_app_and_sub_app() -> None:
+    calls = change_call(_change(online=False), "cs", 60)
+    assert calls.argv[1:4] == ["0", "", ""]
 
 
-def test_lua_call_for_a_delete_adds_to_no_class() -> None:
-    keys, argv = change_call(
-        _change(deleted=True, classes_add=("x",), classes_remove=("c",)), "p", 9
-    )
-    assert keys == ["p:presence:d:s", "p:class:d:c"]
-    assert argv[7:] == ["1", "0"]
+def test_calls_for_a_delete_add_to_no_class() -> None:
+    calls = change_call(_change(deleted=True, classes_add=("x",), classes_remove=("c",)), "p", 9)
+    assert calls.hash_key == "p:presence:d:s"
+    assert (calls.set_add, calls.set_remove) == ([], ["p:class:d:c"])
+    assert calls.argv[6] == "1"
 
 
 def test_migrations_are_numbered_and_split() -> None:
