@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from csync.settings import PROJECT_ROOT
 
@@ -259,13 +260,7 @@ def start_kafka(
             raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
     say(f"starting Apache Kafka {kafka_version(lib)} (KRaft) on 127.0.0.1:{port}")
     stdout = (log_dir / "stdout.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603
-        [*jvm, "kafka.Kafka", str(props)],
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([*jvm, "kafka.Kafka", str(props)], stdout)
     server_log = log_dir / "server.log"
 
     def ready() -> bool:
@@ -317,6 +312,18 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return f"(no log at {path})"
+
+
+def spawn(args: list[str], output: IO[Any] | int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """Start a service process detached from our session (Ctrl-C in a terminal never reaches it; ``down``
+    stops it by its recorded pid), with no stdin and its output to ``output`` (a log file or nothing)."""
+    return subprocess.Popen(  # noqa: S603 - our own command line, never a shell
+        args,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _wait(
@@ -378,13 +385,7 @@ def start_redis(data_root: Path, port: int, persist: bool = False) -> ServiceInf
     ]
     args += ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
     say(f"starting redis-server {redis_version(binary)} on 127.0.0.1:{port}")
-    proc = subprocess.Popen(  # noqa: S603
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn(args)
     _wait(lambda: redis_ping(port), 20, lambda: f"redis-server did not answer:\n{_tail(log)}", proc)
     return ServiceInfo(
         "redis", proc.pid, port, f"127.0.0.1:{port}", redis_version(binary), str(home), str(log)

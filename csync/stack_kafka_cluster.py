@@ -41,6 +41,7 @@ from csync.stack import (
     metadata_brokers,
     pid_alive,
     say,
+    spawn,
 )
 
 CLUSTER_HEAP = "384m"
@@ -162,13 +163,7 @@ def launch_node(cluster: KafkaCluster, node: KafkaNode) -> None:
     """Start ``node``'s process (no wait: a lone combined node cannot serve until a quorum forms)."""
     props, jvm = _write_config(cluster, node)
     stdout = (props.parent / "logs" / "stdout.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603
-        [*jvm, "kafka.Kafka", str(props)],
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([*jvm, "kafka.Kafka", str(props)], stdout)
     node.pid = proc.pid
     cluster.save()
 

@@ -31,6 +31,7 @@ from csync.stack import (
     redis_ping,
     redis_version,
     say,
+    spawn,
 )
 
 NODE_TIMEOUT_MS = 2000
@@ -121,13 +122,7 @@ def start_node(root: Path, port: int) -> ServiceInfo:
         "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
         "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-port", str(bus_port), "--save", "", "--appendonly", "no",
     ]  # fmt: skip
-    proc = subprocess.Popen(  # noqa: S603
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn(args)
     _wait(lambda: redis_ping(port), 20, lambda: f"redis-server did not answer:\n{_tail(log)}", proc)
     return ServiceInfo(
         "redis-cluster", proc.pid, port, f"127.0.0.1:{port}", redis_version(binary), str(home),

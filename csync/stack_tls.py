@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from csync.stack import (
     free_port,
     redis_version,
     say,
+    spawn,
     start_kafka,
 )
 
@@ -179,13 +179,7 @@ def start_tls_redis(data_root: Path, pki: Pki, password: str) -> ServiceInfo:
         f'requirepass "{password}"\ndir {home}\nlogfile {log}\nsave ""\nappendonly no\n'
     )
     say(f"starting redis-server {redis_version(binary)} with TLS on 127.0.0.1:{port}")
-    proc = subprocess.Popen(  # noqa: S603
-        [binary, str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([binary, str(conf)])
     _wait(
         lambda: tls_redis_ping(port, pki, password),
         20,
