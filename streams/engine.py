@@ -24,6 +24,12 @@ transactions nothing fences a zombie worker still writing after losing its parti
 intents that do not continue the state's offsets, which covers duplicate intents but not diverging
 ones.
 
+Assignment: the group consumer subscribes to the activity and roster topics and deals them with
+:class:`streams.assignor.CoPartitionedAssignor`, so roster partition ``p`` is always owned by the
+member that owns activity partition ``p`` (any number of workers, any generation); a partition's
+state reads both from the offsets its intents recorded (``act_next``, ``roster_next``), whatever
+the committed offsets say.
+
 A DLQ flood (:class:`schemas.dlq.DlqLimit`, per partition, from settings) makes :meth:`Engine.run`
 raise :class:`schemas.dlq.DlqRateExceeded`.
 """
@@ -39,12 +45,14 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from csync import metrics
 from csync.kafka_client import kafka_options
 from csync.settings import Settings
 from csync.topics import create_topics, worker_topic_specs
 from schemas.dlq import DlqLimit
+from streams.assignor import CoPartitionedAssignor
 from streams.close_policy import InputHealth, closes, settled_ends
 from streams.kafka_io import KafkaBatchLog, KafkaInputs, KafkaOutputs
 from streams.keys import DayKeyExchange
@@ -150,6 +158,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=s.worker_fetch_bytes,
             fetch_max_bytes=s.worker_fetch_bytes * 4,
+            # roster p with activity p on one member; round-robin only while older members remain
+            partition_assignment_strategy=(CoPartitionedAssignor, RoundRobinPartitionAssignor),
         )
         await self.consumer.start()
         self.progress = Progress(self._commit, s.worker_commit_interval_s)
@@ -232,7 +242,11 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in assigned:
                 state = runner.states.get(tp.partition)
                 if state is None:
-                    continue  # roster partition without its activity partition: not ours
+                    # Only while a rolling upgrade keeps the group on round-robin: its activity
+                    # partition's owner reads it once the group is co-partitioned again.
+                    log.warning("roster partition %d assigned without its activity partition",
+                                tp.partition)  # fmt: skip
+                    continue
                 nxt = state.act_next if tp.topic == self.s.topic_activity else state.roster_next
                 self.consumer.seek(tp, nxt)
 
