@@ -50,7 +50,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from csync import metrics
 from csync.kafka_client import kafka_options
 from csync.settings import Settings
-from csync.topics import create_topics, worker_topic_specs
+from csync.topics import check_topics, worker_topic_specs
 from schemas.dlq import DlqLimit
 from streams.assignor import CoPartitionedAssignor
 from streams.close_policy import InputHealth, closes, settled_ends
@@ -122,7 +122,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def start(self) -> None:
         s = self.s
-        await create_topics(s, worker_topic_specs(s))
+        # Provisioning is `csync topics create`'s: a missing or different topic stops the worker.
+        await check_topics(s, worker_topic_specs(s))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             **kafka_options(s),
