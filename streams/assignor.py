@@ -8,11 +8,13 @@ count, roster ``p`` lands on another member than activity ``p`` — and neither 
 ``p``-th member (members sorted by id, cycling), with all topics' partition ``p``. That holds for
 every member count and at every generation (a rebalance revokes everything and deals again).
 
-The workers offer this assignor first and the round-robin one second: Kafka picks a protocol every
-member supports, so while a rolling upgrade still has members of a release without this assignor
-the group keeps round-robin (roster records of a partition whose activity partition is elsewhere
-then wait, unread, in the roster topic until the co-partitioned generation: nothing is lost),
-and uses this one once all members offer it.
+The workers offer this assignor only. Offering round-robin as a second choice (so that a rolling
+upgrade from a release without this assignor could keep the group on round-robin meanwhile) made
+the group rebalance in a loop, one member per generation, after a few members were killed in
+quick succession (measured on Kafka 4.1, classic protocol). So a group cannot mix this release's
+workers with an earlier release's: Kafka refuses the join (``InconsistentGroupProtocol``). Upgrade
+from such a release by stopping the old workers before starting the new ones; recovery is from the
+batch log, so nothing is lost, and roster records an earlier release left unread are read then.
 """
 
 from __future__ import annotations

@@ -45,7 +45,6 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from csync import metrics
 from csync.kafka_client import kafka_options
@@ -159,8 +158,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=s.worker_fetch_bytes,
             fetch_max_bytes=s.worker_fetch_bytes * 4,
-            # roster p with activity p on one member; round-robin only while older members remain
-            partition_assignment_strategy=(CoPartitionedAssignor, RoundRobinPartitionAssignor),
+            # roster p with activity p on one member (one protocol only: see streams.assignor)
+            partition_assignment_strategy=(CoPartitionedAssignor,),
         )
         await self.consumer.start()
         self.progress = Progress(self._commit, s.worker_commit_interval_s)
@@ -242,9 +241,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._recovering = False
             for tp in assigned:
                 state = runner.states.get(tp.partition)
-                if state is None:
-                    # Only while a rolling upgrade keeps the group on round-robin: its activity
-                    # partition's owner reads it once the group is co-partitioned again.
+                if state is None:  # never with the co-partitioning assignor
                     log.warning("roster partition %d assigned without its activity partition",
                                 tp.partition)  # fmt: skip
                     continue
