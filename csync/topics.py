@@ -3,6 +3,12 @@ created through aiokafka's admin client.
 
 Partitions, retention and compaction come from settings; ``create_topics`` is idempotent and reports topics
 that already exist with other settings instead of silently accepting them.
+
+Creating topics is a provisioning step (``csync topics create``, the Kubernetes setup Job, ``make up``), run
+before the processes: the workers and sinks only :func:`check_topics` at start and stop with one line naming
+that command when a topic is missing or differs (partitions, cleanup policy). They never create or alter a
+topic themselves, so processes started together cannot race each other's creation, and a process of an
+older release cannot silently re-create a topic with its own settings.
 """
 
 from __future__ import annotations
@@ -136,12 +142,50 @@ class TopicReport:
     detail: str = ""
 
 
+class TopicsNotProvisioned(RuntimeError):
+    """A topic a process needs is missing or differs from settings; the message says what and
+    which command provisions it."""
+
+
+# What makes a process's topic unusable: another partition count breaks partition p's
+# co-location with its state; another cleanup policy deletes a compacted roster or compacts raw
+# input. Retention and segment sizes differing is for the operator's report, not a reason to stop.
+_ESSENTIAL = ("cleanup.policy",)
+
+
+async def check_topics(settings: Settings, specs: list[TopicSpec]) -> None:
+    """Return when every topic of ``specs`` exists with its partition count and cleanup policy;
+    else raise :class:`TopicsNotProvisioned` (one line naming the command to run)."""
+    await check_credentials(settings)  # a rejected login: its own clear error, at once
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=15000,
+        **kafka_options(settings),
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s.name for s in specs if s.name not in existing]
+        present = [s for s in specs if s.name in existing]
+        reports = await _compare(admin, present, _ESSENTIAL) if present else []
+    finally:
+        await admin.close()
+    problems = [f"missing {name}" for name in missing]
+    problems += [f"{r.name} differs ({r.detail})" for r in reports if r.action == "differs"]
+    if problems:
+        raise TopicsNotProvisioned(
+            f"Kafka topics not provisioned: {'; '.join(problems)} — run `csync topics create` "
+            "(creates missing topics; `--alter` sets configs; partition counts change only by hand)"
+        )
+
+
 async def create_topics(
     settings: Settings, specs: list[TopicSpec] | None = None
 ) -> list[TopicReport]:
-    """Create missing topics; for existing ones compare partitions and configs and say what differs."""
+    """Create missing topics (all of them unless ``specs`` says which); for existing ones compare
+    partitions and configs and say what differs."""
     await check_credentials(settings)
-    specs = topic_specs(settings) if specs is None else specs
+    specs = worker_topic_specs(settings) if specs is None else specs
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=15000,
@@ -180,7 +224,7 @@ async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
 
     AlterConfigs replaces a topic's whole non-default config, so the spec's full set is sent.
     """
-    specs = {s.name: s for s in topic_specs(settings) if s.name in names}
+    specs = {s.name: s for s in worker_topic_specs(settings) if s.name in names}
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=15000,
@@ -217,7 +261,10 @@ async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: 
         await asyncio.sleep(0.1)
 
 
-async def _compare(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicReport]:
+async def _compare(
+    admin: AIOKafkaAdminClient, specs: list[TopicSpec], keys: tuple[str, ...] | None = None
+) -> list[TopicReport]:
+    """Partitions and configs (all of the spec's, or only ``keys``) of existing topics vs specs."""
     described = await admin.describe_topics([s.name for s in specs])
     partitions = {t["topic"]: len(t["partitions"]) for t in described}
     resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
@@ -233,6 +280,8 @@ async def _compare(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[T
         if partitions.get(spec.name) != spec.partitions:
             diffs.append(f"partitions {partitions.get(spec.name)} != {spec.partitions}")
         for key, want in spec.config.items():
+            if keys is not None and key not in keys:
+                continue
             have = configs.get(spec.name, {}).get(key)
             if have != want:
                 diffs.append(f"{key}={have} (want {want})")

@@ -72,19 +72,27 @@ def sink() -> None:
 @sink.command("clickhouse")
 def sink_clickhouse() -> None:
     """Usage partials → ClickHouse; /metrics and the analysts' read endpoint on 127.0.0.1."""
+    from csync.topics import TopicsNotProvisioned
     from sinks.service import run_clickhouse_sink
 
     _logging()
-    asyncio.run(run_clickhouse_sink(load_settings()))
+    try:
+        asyncio.run(run_clickhouse_sink(load_settings()))
+    except TopicsNotProvisioned as exc:  # topics or migrations: one line naming the command
+        raise click.ClickException(str(exc)) from exc
 
 
 @sink.command("redis")
 def sink_redis() -> None:
     """Presence changes → Redis (the teacher view); /metrics on 127.0.0.1."""
+    from csync.topics import TopicsNotProvisioned
     from sinks.service import run_redis_sink
 
     _logging()
-    asyncio.run(run_redis_sink(load_settings()))
+    try:
+        asyncio.run(run_redis_sink(load_settings()))
+    except TopicsNotProvisioned as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.command("usage")

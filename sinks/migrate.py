@@ -7,8 +7,9 @@ of a line. Every run of :func:`migrate` then reconciles the objects that follow 
 - the TTL of ``app_minute`` (``USAGE_TTL_DAYS``), altered when it differs;
 - the analysts' view ``app_daily_public``, recreated with the current ``K_ANONYMITY``.
 
-``migrate`` is idempotent; the ClickHouse sink runs it on start (with chDB it owns the data path, so
-``csync clickhouse migrate`` can only run while the sink is stopped).
+``migrate`` is idempotent and runs as a provisioning step, ``csync clickhouse migrate``, before the ClickHouse
+sink, which only checks that every migration was applied (with chDB the sink owns the data path, so the command
+runs while the sink is stopped).
 
 If the usage-cells topic is ever recreated (offsets start again at 0), empty ``{db}.sink_progress`` with
 ``TRUNCATE TABLE`` before starting the sink, or it will skip the new topic's first records as already written.

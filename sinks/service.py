@@ -4,6 +4,10 @@ Each reads its internal topic with its own consumer group and manual commits (se
 serves ``/metrics``, ``/healthz`` and ``/readyz`` (:class:`ops.endpoints.OpsServer`) on ``127.0.0.1``
 (``SINK_CLICKHOUSE_METRICS_PORT`` / ``SINK_REDIS_METRICS_PORT``) and stops cleanly on SIGINT/SIGTERM after
 a last flush and commit. Ready means: partitions assigned and the last write to the backend succeeded.
+
+Neither sink provisions anything: each checks at start that its input topic exists as settings say
+(:func:`csync.topics.check_topics`) and the ClickHouse sink that every migration was applied, and stops with
+one line naming the command to run (``csync topics create``, ``csync clickhouse migrate``) otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -18,11 +23,12 @@ from aiokafka import AIOKafkaConsumer
 from csync.kafka_client import check_credentials, kafka_options
 from csync.redis_client import redis_client
 from csync.settings import Settings
+from csync.topics import TopicsNotProvisioned, check_topics, worker_topic_specs
 from ops.endpoints import OpsServer
 from sinks.clickhouse_client import clickhouse_client, redact_url
 from sinks.clickhouse_sink import ClickHouseUsageSink
 from sinks.faults import with_faults
-from sinks.migrate import migrate
+from sinks.migrate import check_identifier, load_migrations
 from sinks.redis_presence import RedisPresenceSink
 from sinks.runner import SinkLoop
 from sinks.shape import BatchSink
@@ -75,6 +81,29 @@ async def _run(
         await ops.stop()
 
 
+class NotProvisioned(TopicsNotProvisioned):
+    """The usage database lacks migrations: ``csync clickhouse migrate`` has not run."""
+
+
+async def _check_topic(settings: Settings, topic: str) -> None:
+    await check_topics(settings, [t for t in worker_topic_specs(settings) if t.name == topic])
+
+
+def _check_migrated(client: Any, db: str) -> None:
+    """Raise :class:`NotProvisioned` unless every shipped migration was applied to ``db``."""
+    db = check_identifier(db)
+    try:
+        rows = client.query(f"SELECT version FROM {db}.schema_migrations").result_rows  # noqa: S608
+    except Exception as exc:  # noqa: BLE001 - no database or table: nothing was migrated
+        log.debug("schema_migrations unreadable: %s", exc)
+        rows = []
+    missing = sorted({m.version for m in load_migrations()} - {int(r[0]) for r in rows})
+    if missing:
+        raise NotProvisioned(
+            f"ClickHouse database {db} lacks migrations {missing} — run `csync clickhouse migrate`"
+        )
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     running = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,20 +111,16 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_clickhouse_sink(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Migrate, then write usage partials to ClickHouse until stopped; serves the analysts' endpoint."""
+    """Write usage partials to ClickHouse until stopped (once topics and migrations are checked);
+    serves the analysts' endpoint."""
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
     log.info("ClickHouse sink: %s, database %s", redact_url(settings.clickhouse_url),
              settings.clickhouse_database)  # fmt: skip
+    await _check_topic(settings, settings.topic_usage_cells)
     client = await asyncio.to_thread(clickhouse_client, settings.clickhouse_url)
-    await asyncio.to_thread(
-        migrate,
-        client,
-        settings.clickhouse_database,
-        ttl_days=settings.usage_ttl_days,
-        k_anonymity=settings.k_anonymity,
-    )
+    await asyncio.to_thread(_check_migrated, client, settings.clickhouse_database)
     ops = OpsServer(
         "sink-clickhouse",
         settings.sink_clickhouse_metrics_port,
@@ -122,6 +147,7 @@ async def run_redis_sink(settings: Settings, stop: asyncio.Event | None = None) 
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
+    await _check_topic(settings, settings.topic_presence)
     ops = OpsServer(
         "sink-redis", settings.sink_redis_metrics_port, host=settings.sink_redis_metrics_host
     )

@@ -27,6 +27,7 @@ from faust.app.base import BootStrategy
 from mode import Service
 
 from csync.settings import Settings
+from csync.topics import TopicsNotProvisioned
 from ops.endpoints import OpsServer
 from streams.engine import Engine
 
@@ -77,7 +78,12 @@ class EngineService(Service):
     _task: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
-        await engine().start()
+        try:
+            await engine().start()
+        except TopicsNotProvisioned as exc:  # one line that says what to run, then exit 1
+            log.critical("worker stopping: %s", exc)
+            await self.crash(exc)
+            return
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:

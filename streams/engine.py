@@ -24,6 +24,12 @@ transactions nothing fences a zombie worker still writing after losing its parti
 intents that do not continue the state's offsets, which covers duplicate intents but not diverging
 ones.
 
+Assignment: the group consumer subscribes to the activity and roster topics and deals them with
+:class:`streams.assignor.CoPartitionedAssignor`, so roster partition ``p`` is always owned by the
+member that owns activity partition ``p`` (any number of workers, any generation); a partition's
+state reads both from the offsets its intents recorded (``act_next``, ``roster_next``), whatever
+the committed offsets say.
+
 A DLQ flood (:class:`schemas.dlq.DlqLimit`, per partition, from settings) makes :meth:`Engine.run`
 raise :class:`schemas.dlq.DlqRateExceeded`.
 """
@@ -43,8 +49,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from csync import metrics
 from csync.kafka_client import kafka_options, producer_options
 from csync.settings import Settings
-from csync.topics import create_topics, worker_topic_specs
+from csync.topics import check_topics, worker_topic_specs
 from schemas.dlq import DlqLimit
+from streams.assignor import CoPartitionedAssignor
 from streams.close_policy import InputHealth, closes, settled_ends
 from streams.kafka_io import KafkaBatchLog, KafkaInputs, KafkaOutputs
 from streams.keys import DayKeyExchange
@@ -114,7 +121,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def start(self) -> None:
         s = self.s
-        await create_topics(s, worker_topic_specs(s))
+        # Provisioning is `csync topics create`'s: a missing or different topic stops the worker.
+        await check_topics(s, worker_topic_specs(s))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             **producer_options(s),
@@ -148,6 +156,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=s.worker_fetch_bytes,
             fetch_max_bytes=s.worker_fetch_bytes * 4,
+            # roster p with activity p on one member (one protocol only: see streams.assignor)
+            partition_assignment_strategy=(CoPartitionedAssignor,),
         )
         await self.consumer.start()
         self.progress = Progress(self._commit, s.worker_commit_interval_s)
@@ -229,8 +239,10 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._recovering = False
             for tp in assigned:
                 state = runner.states.get(tp.partition)
-                if state is None:
-                    continue  # roster partition without its activity partition: not ours
+                if state is None:  # never with the co-partitioning assignor
+                    log.warning("roster partition %d assigned without its activity partition",
+                                tp.partition)  # fmt: skip
+                    continue
                 nxt = state.act_next if tp.topic == self.s.topic_activity else state.roster_next
                 self.consumer.seek(tp, nxt)
 

@@ -7,9 +7,11 @@ changes (or the roster entry changes), never on every heartbeat.
 
 The Redis hash's ``ts`` is "ms of the state's event" (CONTRACT §4), so a ts that changed without a
 visible change is not lost either: it is emitted as a ts-only refresh at most once per
-``refresh_ms`` of the batch clock per student (default 30 s, ``PRESENCE_TS_REFRESH_S``). Every
-emission carries the state's ``ts``, and a pending refresh is always emitted eventually, so once a
-student is offline (timeout, idle, logout) Redis holds exactly the ``ts`` of their state's event.
+``refresh_ms`` of the batch clock per student (default 30 s, ``PRESENCE_TS_REFRESH_S``) while the
+student is online; while offline (events that arrive already older than the timeout: a buffered
+upload, a backlog) a new ``ts`` is emitted in the batch that brought it. Every emission carries the
+state's ``ts``, so once a student is offline (timeout, idle, logout) Redis holds exactly the ``ts``
+of their state's event.
 
 Nothing here reads a clock: callers pass ``now_ms`` (the worker's clock, recorded per batch so that
 a replay gives the same result). :class:`PresenceBook` keeps the states of one worker and a wake-up
@@ -219,7 +221,9 @@ def _show(
     state: StudentPresence, now_ms: int, timeout_ms: int
 ) -> tuple[StudentPresence, PresenceChange | None]:
     view = state.view(now_ms, timeout_ms)
-    if view == state.shown:
+    # Offline, a new ts is no heartbeat traffic (stale arrivals: a buffered upload, a backlog):
+    # written at once, so the hash never keeps "0" (or an older ts) for a student seen since.
+    if view == state.shown and (view.online or state.ts == state.shown_ts):
         return state, None
     _emitted(state, view, now_ms)
     return state, _change(state, view)

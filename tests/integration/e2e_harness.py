@@ -175,6 +175,7 @@ class Pipeline:
         self.usage_read_port = 0  # read endpoint of the running ClickHouse sink
         self._starts = 0
         self.expected_dead: set[int] = set()
+        self._migrated = False
         self.last_seen: dict[tuple[str, str], tuple[dict[int, int], dict[int, int]]] = {}
 
     # --- processes
@@ -195,6 +196,29 @@ class Pipeline:
     async def create_topics(self) -> None:
         await create_topics(self.s, worker_topic_specs(self.s))
 
+    async def provision(self) -> None:
+        """What an operator runs before the processes: ``csync topics create`` and ``csync
+        clickhouse migrate`` (workers and sinks never create or alter anything themselves)."""
+        await self.create_topics()
+        await asyncio.to_thread(self.migrate_clickhouse)
+
+    def migrate_clickhouse(self) -> None:
+        """``csync clickhouse migrate`` on this run's chDB path (once; the sink is not running)."""
+        if self._migrated:
+            return
+        env = process_env(self.s, clickhouse_url=f"chdb://{self.chdb_path}")
+        result = subprocess.run(
+            [sys.executable, "-m", "csync.cli", "clickhouse", "migrate"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert result.returncode == 0, f"clickhouse migrate failed:\n{result.stderr[-3000:]}"
+        self._migrated = True
+
     def start_worker(self, index: int = 0) -> Proc:
         env = process_env(self.s, worker_web_port=free_port())
         proc = self._spawn(f"worker{index}", worker_command(), env)
@@ -211,6 +235,7 @@ class Pipeline:
         return self.redis_sink
 
     def start_clickhouse_sink(self, faults: str = "", **extra: Any) -> Proc:
+        self.migrate_clickhouse()  # the provisioning step the sink checks for
         self.usage_read_port = free_port()
         env = process_env(
             self.s,
@@ -277,6 +302,21 @@ class Pipeline:
         finally:
             await admin.close()
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+    async def group_state(self, group: str) -> tuple[str, str, int]:
+        """``(state, assignor, members)`` of a consumer group ("Dead" and 0 members before any)."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.s.kafka_bootstrap, **kafka_options(self.s)
+        )
+        await admin.start()
+        try:
+            response = (await admin.describe_consumer_groups([group]))[0]
+        except GroupCoordinatorNotAvailableError:
+            return "Dead", "", 0  # the group has not been created yet
+        finally:
+            await admin.close()
+        _error, _group, state, _type, protocol, members = response.groups[0][:6]
+        return str(state), str(protocol), len(members)
 
     async def end_offsets(self, topic: str, partitions: int | None = None) -> dict[int, int]:
         """End offset of every partition of ``topic`` (``PARTITIONS`` of them unless told)."""

@@ -152,7 +152,20 @@ class ImagePipeline(Pipeline):
         self.redis_sink = self._spawn_in_image("sink-redis", ["csync", "sink", "redis"], env)
         return self.redis_sink
 
+    def migrate_clickhouse(self) -> None:
+        """``csync clickhouse migrate`` from the image, on the sink's chDB folder (once)."""
+        if self._migrated:
+            return
+        env = self._image_env(clickhouse_url=f"chdb://{VOLUME}/chdb-clickhouse-sink")
+        result = subprocess.run(
+            in_image(self.mount, "csync", "clickhouse", "migrate", env=env),
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        self._migrated = True
+
     def start_clickhouse_sink(self, faults: str = "", **extra: Any) -> Proc:
+        self.migrate_clickhouse()
         env = self._image_env(
             clickhouse_url=f"chdb://{VOLUME}/chdb-clickhouse-sink",
             sink_clickhouse_metrics_port=free_port(),

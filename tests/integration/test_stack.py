@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync import stack as local_stack
 from csync.settings import Settings
-from csync.topics import apply_topic_configs, create_topics, topic_specs
+from csync.topics import apply_topic_configs, create_topics, worker_topic_specs
 
 
 @pytest.mark.kafka
@@ -30,7 +30,7 @@ async def test_topics_are_created_with_contract_settings_and_twice_is_harmless(
 ) -> None:
     again = await create_topics(kafka_settings)
     assert {r.action for r in again} == {"exists"}, again
-    assert {r.name for r in again} == {s.name for s in topic_specs(kafka_settings)}
+    assert {r.name for r in again} == {s.name for s in worker_topic_specs(kafka_settings)}
 
 
 @pytest.mark.kafka

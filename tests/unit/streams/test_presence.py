@@ -67,7 +67,21 @@ def test_old_event_replayed_is_offline_by_worker_clock() -> None:
     book = PresenceBook(T)
     ch = book.on_event(ev("a", "app_focus", 0, "docs"), now_ms=10 * T)
     assert ch is not None and not ch.online and ch.ts == 0  # first sight writes the hash
-    assert book.on_event(ev("b", "app_focus", 1, "docs"), now_ms=10 * T) is None
+    ch = book.on_event(ev("b", "app_focus", 1, "docs"), now_ms=10 * T)
+    assert ch is not None and not ch.online and ch.ts == 1  # offline: a new ts is written at once
+    assert book.on_event(ev("b", "app_focus", 1, "docs"), now_ms=10 * T) is None  # a repeat
+
+
+def test_stale_arrivals_after_the_roster_write_their_ts_in_the_same_batch() -> None:
+    book = PresenceBook(T, refresh_ms=R)
+    first = book.on_roster("d1", "s1", "Ada", ("c-1",), now_ms=10 * T)
+    assert first is not None and first.ts == 0 and first.name == "Ada"
+    # a buffered upload, all past the timeout: nothing visible changes, the ts does
+    ch = book.on_events(
+        "d1:s1", "d1", "s1", [ev("a", "app_focus", 1000), ev("b", "heartbeat", 9000)], 10 * T + 1
+    )
+    assert ch is not None and (ch.name, ch.online, ch.app, ch.ts) == ("Ada", False, "", 9000)
+    assert book.on_event(ev("c", "heartbeat", 5000), 10 * T + 2) is None  # older: no change
 
 
 def test_timeout_boundary_is_inclusive() -> None:
