@@ -14,7 +14,7 @@ it). Prints, medians of the runs::
 Quix Streams pins a pydantic older than the project's, so it runs from a virtual environment of its own,
 ``.local/peer-quix``, which this script creates from ``bench/peers/requirements-quix.txt`` when missing.
 
-    .venv/bin/python bench/bench_peers.py [--events 200000] [--verify-events 20000] [--runs 3]
+    .venv/bin/python bench/bench_peers.py [--events 400000] [--verify-events 20000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ async def _main(base: Settings, args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--students", type=int, default=2000)
     ap.add_argument("--verify-events", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=3)
