@@ -78,6 +78,7 @@ SCRIPTS = (
         ("--rate", "50000", "--workers", "2", "--students", "50000", "--sample", "250"),
     ),
     Script("peers", "bench_peers.py", True),
+    Script("compression", "bench_compression.py", True),
 )  # fmt: skip
 
 
@@ -157,6 +158,21 @@ FIGURES = (
         "worker memory, RSS per 10k students (100k students' state)",
         "memory", "memory.total_mb_per_10k_students", None, "≤ 20 MB",
         lambda ours, _b: ours <= 20, " MB",
+    ),
+    Figure(
+        "activity topic, zstd vs lz4: events/s produced (acks=all)",
+        "compression", "compression_zstd.produce_events_per_s",
+        "compression_lz4.produce_events_per_s", "—", lambda _o, _b: True,
+    ),
+    Figure(
+        "activity topic, zstd vs lz4: events/s consumed and parsed",
+        "compression", "compression_zstd.consume_events_per_s",
+        "compression_lz4.consume_events_per_s", "—", lambda _o, _b: True,
+    ),
+    Figure(
+        "activity topic, zstd vs lz4: compressed bytes, % of raw",
+        "compression", "compression_zstd.bytes_pct", "compression_lz4.bytes_pct", "—",
+        lambda _o, _b: True, " %",
     ),
     Figure(
         "peers: our worker vs faust-streaming agents + Tables, same rules, same topic",
