@@ -233,15 +233,19 @@ class UsageBook:
             times, labels = array("q"), []
         kept = 0
         labels_of, event_label = _kind_labels.get, _event_label
+        # This batch's ids are kept apart until the end of the loop: appending each to ``seen``
+        # at once copied the whole string per event (quadratic in a device's events per batch).
+        ids: set[str] = set()
+        added: list[str] = []
         for event_id, kind, ts, _district, _student, _device, app, sub_app in events:
             if ts < max_ts - lateness:
                 self.late_events += 1
                 continue
-            tag = f" {event_id}:"
-            if tag in seen:
+            if event_id in ids or f" {event_id}:" in seen:
                 self.duplicate_events += 1
                 continue
-            seen = f"{seen}{tag}{ts}"
+            ids.add(event_id)
+            added.append(f" {event_id}:{ts}")
             kept += 1
             label = labels_of((kind, app, sub_app)) or event_label(kind, app, sub_app)
             if not times or ts >= times[-1]:
@@ -256,6 +260,8 @@ class UsageBook:
         self._seq += kept
         dev.max_ts = max_ts
         dev.ts, dev.labels = (times, labels) if times else (None, None)
+        if added:
+            seen += "".join(added)
         safe_ts = max_ts - lateness
         if seen.count(" ") > 8:  # prune ids that can only come back as late events
             seen = _seen_since(seen, safe_ts)
