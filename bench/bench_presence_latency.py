@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,58 @@ from streams.worker import worker_command
 
 DISTRICT = "d-bench"
 TICK_S = 0.01
+TIMED_WORKER = Path(__file__).resolve().parent / "worker_timed.py"
+# The stages of the breakdown, in the order an event meets them (bench/worker_timed.py), and the
+# Redis sink's write of a batch.
+STAGES = ("poll", "process", "intent_ack", "emit_ack", "snapshot", "handle", "sink_flush")
+Buckets = dict[str, dict[float, float]]  # stage -> {upper bound: cumulative count}
+
+
+def scrape(port: int) -> Buckets:
+    """The stage histograms' buckets on ``/metrics`` of ``port`` (worker or Redis sink)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: Buckets = {}
+    for line in text.splitlines():
+        if line.startswith("csync_bench_worker_stage_seconds_bucket{"):
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+        elif line.startswith("csync_sink_batch_seconds_bucket{") and 'sink="redis"' in line:
+            stage = "sink_flush"
+        else:
+            continue
+        le = line.split('le="', 1)[1].split('"', 1)[0]
+        out.setdefault(stage, {})[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def scrape_all(ports: list[int]) -> Buckets:
+    """The stage histograms of several processes, added up."""
+    total: Buckets = {}
+    for port in ports:
+        for stage, buckets in scrape(port).items():
+            into = total.setdefault(stage, {})
+            for le, n in buckets.items():
+                into[le] = into.get(le, 0.0) + n
+    return total
+
+
+def stage_p99(before: Buckets, after: Buckets) -> dict[str, tuple[float, float, float]]:
+    """Per stage, ``(calls, p99 ms, max ms)`` of the calls between two scrapes (each the upper
+    bound of the bucket that holds it)."""
+    result: dict[str, tuple[float, float, float]] = {}
+    for stage, buckets in after.items():
+        old = before.get(stage, {})
+        delta = sorted((le, n - old.get(le, 0.0)) for le, n in buckets.items())
+        calls = delta[-1][1]
+        if not calls:
+            continue
+        p99 = next(le for le, n in delta if n >= 0.99 * calls)
+        top = next(le for le, n in delta if n >= calls)
+        result[stage] = (calls, p99 * 1000, top * 1000)
+    return result
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -155,21 +208,29 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
 async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> None:
     await create_topics(settings)
     procs = []
-    for name, cmd in (
-        ("worker", worker_command()),
-        ("sink-redis", [sys.executable, "-m", "csync.cli", "sink", "redis"]),
-    ):
+    worker = [sys.executable, str(TIMED_WORKER), "--loglevel", "info"]
+    worker_ports = [settings.worker_web_port]
+    worker_ports += [local_stack.free_port() for _ in range(args.workers - 1)]
+    runs: list[tuple[str, list[str], dict[str, str]]] = [
+        (f"worker{n}", worker if args.breakdown else worker_command(),
+         child_env(settings, WORKER_WEB_PORT=str(port)))
+        for n, port in enumerate(worker_ports)
+    ]  # fmt: skip
+    runs.append(("sink-redis", [sys.executable, "-m", "csync.cli", "sink", "redis"],
+                 child_env(settings)))  # fmt: skip
+    for name, cmd, env in runs:
         log = (log_dir / f"presence-{name}.log").open("wb")
         procs.append(
             subprocess.Popen(  # noqa: S603 - our interpreter and modules
                 cmd,
                 cwd=PROJECT_ROOT,
-                env=child_env(settings),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         )
+    ports = [*worker_ports, settings.sink_redis_metrics_port]
     redis = Redis.from_url(settings.redis_url)
     load = Load(settings, args.students, args.sample)
     try:
@@ -204,6 +265,7 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
             )
             await consumer.start()
             await consumer.seek_to_end()
+            before = scrape_all(ports)
             stop = asyncio.Event()
             load.give_up = float("inf")
             watchers = [
@@ -218,6 +280,7 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
             load.unseen = 0
             await asyncio.gather(*watchers)
             await consumer.stop()
+            stages = stage_p99(before, scrape_all(ports))
             p = percentiles(load.presence_ms)
             k = percentiles(load.kafka_ms)
             print(
@@ -226,6 +289,20 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
                 f"alone {k[0]:.0f}/{k[1]:.0f}/{k[2]:.0f} ms",
                 flush=True,
             )
+            if stages:
+                print(
+                    "  breakdown, p99/max of one call (calls): "
+                    + ", ".join(
+                        f"{st} {stages[st][1]:.0f}/{stages[st][2]:.0f} ms ({stages[st][0]:.0f})"
+                        for st in STAGES
+                        if st in stages
+                    ),
+                    flush=True,
+                )
+            for st in STAGES:
+                if st in stages:
+                    summary.setdefault(f"stage_{st}_p99_ms", []).append(stages[st][1])
+                    summary.setdefault(f"stage_{st}_max_ms", []).append(stages[st][2])
             for key, value in (
                 ("rate_per_s", achieved), ("presence_p50_ms", p[0]), ("presence_p95_ms", p[1]),
                 ("presence_p99_ms", p[2]), ("kafka_p50_ms", k[0]), ("kafka_p95_ms", k[1]),
@@ -246,7 +323,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--students", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one group)")
     parser.add_argument("--sample", type=int, default=25, help="Sample one event in this many.")
+    parser.add_argument(
+        "--no-breakdown", dest="breakdown", action="store_false",
+        help="run csync worker itself, without the stage timings of bench/worker_timed.py",
+    )  # fmt: skip
     args = parser.parse_args()
     unique = uuid.uuid4().hex[:8]
     base = Settings.from_env()

@@ -64,6 +64,7 @@ __all__ = [
     "Rejection",
     "decode_event",
     "decode_record",
+    "decode_record_within",
     "encode_envelope",
     "encode_event",
     "envelope_per_member",
@@ -108,6 +109,13 @@ def decode_record(raw: bytes, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> l
     oversized single event) give a single rejection with ``source_index == -1`` and the record's
     bytes.
     """
+    min_ts, max_ts = limits.ts_window(now_ms)
+    return decode_record_within(raw, min_ts, max_ts)
+
+
+def decode_record_within(raw: bytes, min_ts: int, max_ts: int) -> list[EventOutcome]:
+    """:func:`decode_record` with the accepted ``ts`` window already computed (``Limits.ts_window``):
+    a batch of records shares one clock, so the worker computes the window once per batch."""
     size = len(raw)
     if size > MAX_EVENT_BYTES:
         if raw.lstrip()[:1] != b"[":
@@ -122,7 +130,6 @@ def decode_record(raw: bytes, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> l
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return _record_failure(Reason.NOT_JSON, str(exc)[:200], raw)
-    min_ts, max_ts = limits.ts_window(now_ms)
     if type(parsed) is dict:
         result = validate(parsed, min_ts, max_ts, SINGLE_EVENT_INDEX)
         if isinstance(result, Rejection):

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from csync.settings import Settings
-from schemas.decoder import EventOutcome, Limits, decode_record, encode_event
+from schemas.decoder import EventOutcome, Limits, decode_record_within, encode_event
 from schemas.dlq import DlqRecord, dlq_record
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
@@ -233,19 +233,22 @@ def process_batch(
     groups: dict[str, list[ActivityEvent]] = {}
     pending = 0
     dropped = out.dropped_fields
+    min_ts, max_ts = params.limits.ts_window(now)
+    # Fields by index in this loop (it runs once per event): outcome[1] is EventOutcome.event,
+    # outcome[3] its dropped_fields, ev[3] and ev[4] ActivityEvent.district_id and student_id.
     for offset, key, value, _headers in activity:
         if value is None:
             continue
-        outcomes = decode_record(value, now, params.limits)
+        outcomes = decode_record_within(value, min_ts, max_ts)
         for outcome in outcomes:
-            ev = outcome.event
+            ev = outcome[1]
             if ev is None:
                 _reject(out, outcome, offset, key, value, me, params.topic_activity)
                 continue
-            if outcome.dropped_fields:
-                for f in outcome.dropped_fields:
+            if outcome[3]:
+                for f in outcome[3]:
                     dropped[f] += 1
-            skey = f"{ev.district_id}:{ev.student_id}"
+            skey = f"{ev[3]}:{ev[4]}"
             group = groups.get(skey)
             if group is None:
                 groups[skey] = [ev]

@@ -22,12 +22,14 @@ pass the arrival clock ``now_ms``.
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import ge, itemgetter
 from typing import Any
 
 from schemas.clock import DAY_S, MINUTE_MS, NEVER
@@ -49,6 +51,21 @@ Tokenizer = Callable[[str, str, int], int]
 # buffered event. Bounded: when full it starts over (sharing is lost for a while, nothing else).
 _labels: dict[Label, Label] = {}
 _LABELS_MAX = 1 << 16
+
+
+# (kind, app, sub_app) of an event -> its label: one lookup per buffered event on the hot path.
+_kind_labels: dict[tuple[str, str, str], Label] = {}
+
+
+def _event_label(kind: str, app: str, sub_app: str) -> Label:
+    """The shared label of an event's ``(kind, app, sub_app)`` (the same object as :func:`_label`)."""
+    key = (kind, app, sub_app)
+    got = _kind_labels.get(key)
+    if got is None:
+        if len(_kind_labels) >= _LABELS_MAX:
+            _kind_labels.clear()
+        got = _kind_labels[key] = _label(kind in ACTIVE_KINDS, sys.intern(app), sys.intern(sub_app))
+    return got
 
 
 def _label(active: bool, app: str, sub_app: str) -> Label:
@@ -73,9 +90,21 @@ def _seen_entries(seen: str) -> Iterable[tuple[str, int]]:
         yield event_id, int(ts)
 
 
+# The ts of every entry of a ``seen`` string: the digits after each ":" (ids hold no ":").
+_SEEN_TS = re.compile(r":(-?[0-9]+)")
+
+
 def _seen_since(seen: str, since: int) -> str:
-    """``seen`` without the ids of events older than ``since`` (in their order)."""
-    return "".join(f" {i}:{t}" for i, t in _seen_entries(seen) if t >= since)
+    """``seen`` without the ids of events older than ``since`` (in their order).
+
+    Runs once per device and batch, so it is made of C-level calls only: the entries and their
+    ``ts`` are split out whole, compared with ``since`` as one column and the survivors joined.
+    """
+    keep = list(map(ge, map(int, _SEEN_TS.findall(seen)), repeat(since)))
+    if all(keep):
+        return seen
+    kept = list(compress(seen[1:].split(" "), keep))
+    return " " + " ".join(kept) if kept else ""
 
 
 class DeviceUsage:
@@ -203,18 +232,22 @@ class UsageBook:
         if times is None or labels is None:
             times, labels = array("q"), []
         kept = 0
-        intern = sys.intern
+        labels_of, event_label = _kind_labels.get, _event_label
+        # This batch's ids are kept apart until the end of the loop: appending each to ``seen``
+        # at once copied the whole string per event (quadratic in a device's events per batch).
+        ids: set[str] = set()
+        added: list[str] = []
         for event_id, kind, ts, _district, _student, _device, app, sub_app in events:
             if ts < max_ts - lateness:
                 self.late_events += 1
                 continue
-            tag = f" {event_id}:"
-            if tag in seen:
+            if event_id in ids or f" {event_id}:" in seen:
                 self.duplicate_events += 1
                 continue
-            seen = f"{seen}{tag}{ts}"
+            ids.add(event_id)
+            added.append(f" {event_id}:{ts}")
             kept += 1
-            label = _label(kind in ACTIVE_KINDS, intern(app), intern(sub_app))
+            label = labels_of((kind, app, sub_app)) or event_label(kind, app, sub_app)
             if not times or ts >= times[-1]:
                 times.append(ts)  # after every buffered event of an equal or smaller ts
                 labels.append(label)
@@ -227,6 +260,8 @@ class UsageBook:
         self._seq += kept
         dev.max_ts = max_ts
         dev.ts, dev.labels = (times, labels) if times else (None, None)
+        if added:
+            seen += "".join(added)
         safe_ts = max_ts - lateness
         if seen.count(" ") > 8:  # prune ids that can only come back as late events
             seen = _seen_since(seen, safe_ts)
