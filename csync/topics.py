@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -153,10 +154,9 @@ class TopicsNotProvisioned(RuntimeError):
 _ESSENTIAL = ("cleanup.policy",)
 
 
-async def check_topics(settings: Settings, specs: list[TopicSpec]) -> None:
-    """Return when every topic of ``specs`` exists with its partition count and cleanup policy;
-    else raise :class:`TopicsNotProvisioned` (one line naming the command to run)."""
-    await check_credentials(settings)  # a rejected login: its own clear error, at once
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client with the security settings, closed on the way out."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=15000,
@@ -164,12 +164,20 @@ async def check_topics(settings: Settings, specs: list[TopicSpec]) -> None:
     )
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def check_topics(settings: Settings, specs: list[TopicSpec]) -> None:
+    """Return when every topic of ``specs`` exists with its partition count and cleanup policy;
+    else raise :class:`TopicsNotProvisioned` (one line naming the command to run)."""
+    await check_credentials(settings)  # a rejected login: its own clear error, at once
+    async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
         missing = [s.name for s in specs if s.name not in existing]
         present = [s for s in specs if s.name in existing]
         reports = await _compare(admin, present, _ESSENTIAL) if present else []
-    finally:
-        await admin.close()
     problems = [f"missing {name}" for name in missing]
     problems += [f"{r.name} differs ({r.detail})" for r in reports if r.action == "differs"]
     if problems:
@@ -186,13 +194,7 @@ async def create_topics(
     partitions and configs and say what differs."""
     await check_credentials(settings)
     specs = worker_topic_specs(settings) if specs is None else specs
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=15000,
-        **kafka_options(settings),
-    )
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
         reports: list[TopicReport] = []
         missing = [s for s in specs if s.name not in existing]
@@ -215,8 +217,6 @@ async def create_topics(
         if present:
             reports += await _compare(admin, present)
         return reports
-    finally:
-        await admin.close()
 
 
 async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
@@ -225,13 +225,7 @@ async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
     AlterConfigs replaces a topic's whole non-default config, so the spec's full set is sent.
     """
     specs = {s.name: s for s in worker_topic_specs(settings) if s.name in names}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=15000,
-        **kafka_options(settings),
-    )
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         resources = [
             ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.config)
             for spec in specs.values()
@@ -247,8 +241,6 @@ async def apply_topic_configs(settings: Settings, names: list[str]) -> None:
             if all(r.action == "exists" for r in await _compare(admin, list(specs.values()))):
                 return
             await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float = 15) -> None:
