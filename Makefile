@@ -52,7 +52,7 @@ test: lint
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-## test-faults: only the fault-injection scenarios of issue 8 (kill -9, outages, slow sink, bad input)
+## test-faults: only the fault-injection scenarios (kill -9, outages, slow sink, bad input, broker and Redis failover)
 .PHONY: test-faults
 test-faults: venv
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)

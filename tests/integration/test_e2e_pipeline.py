@@ -1,4 +1,4 @@
-"""Issue 5: the whole pipeline end to end against the truth.
+"""The whole pipeline end to end against the truth.
 
 Simulator (duplicates, reordering within lateness, invalid events, roster records with names) → a real worker
 process → ``csync sink redis`` and ``csync sink clickhouse`` processes → Redis hashes and ClickHouse cells equal

@@ -1,4 +1,4 @@
-"""Issue 8.3: the Kafka broker stops for 20 s mid-run and starts again.
+"""Fault scenario: the Kafka broker stops for 20 s mid-run and starts again.
 
 The session broker is shared with every other test, so this test starts a PRIVATE single-node KRaft broker
 (``csync.stack.start_kafka`` on free ports, data under the test's tmp folder), stops it (SIGTERM, a clean

@@ -1,4 +1,4 @@
-"""Issue 8.9: abuse of the device collector, against the real broker.
+"""Fault scenario: abuse of the device collector, against the real broker.
 
 Bad or missing tokens, a district's token sending another district's events, an oversized body (declared and
 as a gzip bomb), malformed gzip, and a flood of requests from one token: the flood is answered 429 with a

@@ -1,4 +1,4 @@
-"""Issue 8.7 and 8.8: bad input end to end.
+"""Fault scenarios: bad input end to end.
 
 - 8.7 poison stream: ≥ 10,000 invalid events (six kinds of breakage) mixed into a valid run. Every one lands in
   the DLQ with its reason and its source coordinates (CONTRACT §1 headers) that point at the record and the

@@ -1,4 +1,4 @@
-"""Issue 8.2, 8.4, 8.5: the sinks under faults, against the real processes and the truth.
+"""Fault scenarios: the sinks under faults, against the real processes and the truth.
 
 - 8.2: both sinks crash between a write and its offset commit (``SINK_FAULT_INJECTION=crash_after_insert=N``),
   twice each, while the simulator sends; restarted, nothing is counted twice.

@@ -1,4 +1,4 @@
-"""Issue 8.1: kill -9 of workers at random moments while the simulator sends; totals and presence exact.
+"""Fault scenario: kill -9 of workers at random moments while the simulator sends; totals and presence exact.
 
 The moments come from a seeded ``random.Random`` whose seed is logged (re-run a failure with the same seed by
 setting ``CSYNC_FAULT_SEED``). One worker killed and restarted ≥ 5 times; then two workers where only one is

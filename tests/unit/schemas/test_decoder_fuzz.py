@@ -1,4 +1,4 @@
-"""Issue 8.6: fuzz the decoder. Whatever the bytes, it answers with outcomes, never an exception, in time
+"""Fuzzing the decoder. Whatever the bytes, it answers with outcomes, never an exception, in time
 linear in the input.
 
 Properties, for :func:`schemas.decoder.decode_record` (the one entry point of raw input):
