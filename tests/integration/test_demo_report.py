@@ -110,7 +110,7 @@ def test_bench_runner_parses_named_lines_and_never_invents_a_number() -> None:
         "decode": module.Outcome(problem="exit 1: boom"),
     }
     rows = "\n".join(module.table(outcomes, cores=2))
-    assert "| 60/s | 100/s | 0.60× | ≥ 0.5× | meets |" in rows
+    assert "| 60/s | 100/s | 0.60× | ≥ 0.6× | meets |" in rows
     assert "decode: exit 1: boom" in rows
     assert "not run" in rows  # sinks, presence … were not in the outcomes
     assert "2 cores" in rows
