@@ -17,6 +17,7 @@ const live = {
   classId: null,
   lastMessage: 0,
   connected: false,
+  off: false, // the server said monitoring is off for this class now
   retryMs: 1000,
   retryTimer: null,
 };
@@ -112,6 +113,7 @@ function route() {
 function openClass(classId) {
   live.classId = classId;
   live.lastMessage = 0;
+  live.off = false;
   $("class-title").textContent = `Class ${classId}`;
   $("students").replaceChildren();
   $("counts").textContent = "";
@@ -127,10 +129,12 @@ function connect() {
   const source = new EventSource(url);
   live.source = source;
   source.addEventListener("presence", (e) => {
+    live.off = false;
     fresh();
     renderClass(JSON.parse(e.data));
   });
   source.addEventListener("monitoring", () => {
+    live.off = true; // before fresh(): the badge must not say "Live" over a page that shows no one
     fresh();
     renderOff();
   });
@@ -184,9 +188,9 @@ function updateLiveness() {
   if ($("class").hidden) return;
   const stale = !live.connected || Date.now() - live.lastMessage > STALE_AFTER_MS;
   const el = $("live");
-  el.dataset.state = stale ? "stale" : "live";
+  el.dataset.state = stale ? "stale" : live.off ? "off" : "live";
   if (!stale) {
-    el.textContent = "Live";
+    el.textContent = live.off ? "Monitoring off" : "Live";
   } else if (live.lastMessage) {
     const at = new Date(live.lastMessage).toLocaleTimeString();
     el.textContent = `Reconnecting… shown as of ${at}`;

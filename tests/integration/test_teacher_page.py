@@ -354,6 +354,7 @@ async def test_outside_monitoring_hours_the_page_says_so_and_nothing_is_read(wor
     await _sign_in(page, world.closed_api.url, world.token["t1"], world.class_a)
     await expect(page.locator("#off")).to_be_visible(timeout=10_000)
     await expect(page.locator("#off")).to_contain_text("Monitoring is off")
+    await expect(page.locator("#live")).to_have_text("Monitoring off")  # never "Live" over no one
     await expect(page.locator("#students li")).to_have_count(0)
     await page.screenshot(path=artifact("teacher-class-monitoring-off.png"))
     request = urllib.request.Request(  # noqa: S310 - a local http URL of the test
