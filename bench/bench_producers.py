@@ -139,7 +139,7 @@ async def bench_simulator(settings: Settings, events: int) -> tuple[float, float
     return events / report.elapsed_s, end_to_end, raw_rate
 
 
-def _load_process(port: int, bodies: list[bytes], clients: int, out: object) -> None:
+def http_load_process(port: int, bodies: list[bytes], clients: int, out: object) -> None:
     """The HTTP load generator (a separate process): ``(accepted, seconds)`` into ``out``."""
 
     async def run() -> tuple[int, float]:
@@ -194,7 +194,7 @@ async def bench_collector(settings: Settings, events: int, clients: int) -> tupl
     tune_gc()  # as serve() does once the collector started
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    load = ctx.Process(target=_load_process, args=(port, bodies, clients, send))
+    load = ctx.Process(target=http_load_process, args=(port, bodies, clients, send))
     try:
         load.start()
         while not receive.poll():

@@ -69,6 +69,7 @@ class Figure:
 SCRIPTS = (
     Script("decode", "bench_decode.py", True),
     Script("producers", "bench_producers.py", False),
+    Script("collectorprocs", "bench_collector_procs.py", True),
     Script("worker", "bench_worker.py", True),
     Script("memory", "bench_worker.py", False, ("--memory", "100000")),
     Script("sinks", "bench_sinks.py", True),
@@ -98,6 +99,11 @@ FIGURES = (
     Figure(
         "collector accepted events/s (HTTP batches of 500) vs raw producer",
         "producers", "collector_events_per_s", "raw_events_per_s", "≥ 0.5×", _ratio_at_least(0.5),
+    ),
+    Figure(
+        "collector, 2 processes on one port (SO_REUSEPORT) vs 1 process",
+        "collectorprocs", "collector_2p_events_per_s", "collector_1p_events_per_s", "—",
+        lambda _o, _b: True,
     ),
     Figure(
         "worker end to end, envelopes vs raw consume + orjson.loads",

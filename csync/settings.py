@@ -157,6 +157,10 @@ class Settings:
     """Bind address of the device collector."""
     collector_port: int = 8080
     """Port of the device collector."""
+    collector_reuse_port: bool = False
+    """Bind the devices' port with ``SO_REUSEPORT``, so several collector processes on one host share
+    it (the kernel spreads connections over them). Each process needs its own
+    ``COLLECTOR_METRICS_PORT``; ``COLLECTOR_TOKEN_RATE`` and ``COLLECTOR_MAX_IN_FLIGHT`` apply per process."""
     collector_metrics_host: str = "127.0.0.1"
     """Bind address of the collector's /metrics, /healthz, /readyz (``0.0.0.0`` in a pod)."""
     collector_metrics_port: int = 9469

@@ -128,12 +128,12 @@ def simulate(
 @click.command("collector")
 def collector() -> None:
     """Run the device collector (HTTP → validated, minimised events in Kafka)."""
-    from producers.collector import TokenError, serve
+    from producers.collector import ListenError, TokenError, serve
 
     settings = load_settings()
     try:
         asyncio.run(serve(settings))
-    except TokenError as exc:
+    except (TokenError, ListenError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass

@@ -295,6 +295,22 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+class ListenError(Exception):
+    """The devices' port cannot be bound (taken, or not an address of this host)."""
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    host, port = settings.collector_host, settings.collector_port
+    site = web.TCPSite(runner, host, port, reuse_port=settings.collector_reuse_port or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        hint = "" if settings.collector_reuse_port else (
+            "; to run several collector processes on one port set COLLECTOR_REUSE_PORT=1 in each"
+        )  # fmt: skip
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from exc
+
+
 async def serve(settings: Settings) -> None:
     """Run the collector until cancelled."""
     # Reloaded on change: a revoked token is refused within TOKEN_RELOAD_S, without a restart.
@@ -308,8 +324,7 @@ async def serve(settings: Settings) -> None:
         # No access log: it would hold devices' addresses, and it costs per request.
         runner = web.AppRunner(make_app(collector), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
-        await site.start()
+        await _listen(runner, settings)
         # Operators' endpoints on their own loopback port: the devices' port serves devices only.
         ops = OpsServer(
             "collector", settings.collector_metrics_port, host=settings.collector_metrics_host
