@@ -35,6 +35,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_producers import http_load_process  # noqa: E402
+from bench.bench_stack import bench_kafka  # noqa: E402
 from csync import stack as local_stack  # noqa: E402
 from csync.settings import Settings  # noqa: E402
 from csync.topics import create_topics  # noqa: E402
@@ -156,21 +157,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-colprocs-"))
-    started = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        started = local_stack.up(
-            tmp / "stack", kafka_port=local_stack.free_port(),
-            redis_port=local_stack.free_port(), persist_redis=False,
-        )  # fmt: skip
-        bootstrap = started.kafka_bootstrap
-    base = Settings.from_env(env={}, kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
-    try:
+    with bench_kafka("bench-colprocs-") as (bootstrap, tmp):
+        base = Settings.from_env(env={}, kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
         asyncio.run(_main(base, args))
-    finally:
-        if started is not None:
-            local_stack.down(tmp / "stack")
 
 
 if __name__ == "__main__":

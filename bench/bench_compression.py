@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,8 +28,8 @@ from aiokafka.codec import lz4_encode, zstd_encode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_stack import bench_kafka  # noqa: E402
 from bench.bench_worker import run_settings, sim_items  # noqa: E402
-from csync import stack as local_stack  # noqa: E402
 from csync.settings import Settings  # noqa: E402
 from csync.topics import create_topics, worker_topic_specs  # noqa: E402
 from producers.simulator import prepare_records  # noqa: E402
@@ -126,21 +124,9 @@ def main() -> None:
     ap.add_argument("--students", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-comp-"))
-    started = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        started = local_stack.up(
-            tmp / "stack", kafka_port=local_stack.free_port(),
-            redis_port=local_stack.free_port(), persist_redis=False,
-        )  # fmt: skip
-        bootstrap = started.kafka_bootstrap
-    base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
-    try:
+    with bench_kafka("bench-comp-") as (bootstrap, tmp):
+        base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
         asyncio.run(_main(base, args))
-    finally:
-        if started is not None:
-            local_stack.down(tmp / "stack")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,8 +35,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_stack import bench_kafka  # noqa: E402
 from bench.bench_worker import load, ours, run_settings, sim_items  # noqa: E402
-from csync import stack as local_stack  # noqa: E402
 from csync.settings import Settings  # noqa: E402
 from csync.topics import create_topics, worker_topic_specs  # noqa: E402
 from producers.simulator_model import SimItem, valid_events  # noqa: E402
@@ -186,21 +185,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--peers", default="faust,quix")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
-    started = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        started = local_stack.up(
-            tmp / "stack", kafka_port=local_stack.free_port(),
-            redis_port=local_stack.free_port(), persist_redis=False,
-        )  # fmt: skip
-        bootstrap = started.kafka_bootstrap
-    base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
-    try:
+    with bench_kafka("bench-peers-") as (bootstrap, tmp):
+        base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
         asyncio.run(_main(base, args, tmp))
-    finally:
-        if started is not None:
-            local_stack.down(tmp / "stack")
 
 
 if __name__ == "__main__":
