@@ -25,43 +25,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_producers import http_load_process  # noqa: E402
+from bench.bench_producers import collector_bodies, http_load_process  # noqa: E402
 from bench.bench_stack import bench_kafka  # noqa: E402
 from csync import stack as local_stack  # noqa: E402
 from csync.settings import Settings  # noqa: E402
 from csync.topics import create_topics  # noqa: E402
 from producers.collector import add_token  # noqa: E402
-from producers.simulator_model import (  # noqa: E402
-    SimulationConfig,
-    build_population,
-    generate_relative,
-    shift_items,
-    span_of,
-)
-from producers.simulator_wire import wire_object  # noqa: E402
-from schemas.event import ActivityEvent  # noqa: E402
-
-
-def _bodies(events: int) -> tuple[int, list[bytes]]:
-    """``(events, request bodies of 500)``, every event valid now."""
-    config = SimulationConfig(seed=2, districts=1, schools_per_district=4, classes_per_school=8)
-    relative = generate_relative(config, build_population(config), events)
-    shifted = shift_items(relative, int(time.time() * 1000) - span_of(relative))
-    items = [i for i in shifted if isinstance(i, ActivityEvent)]
-    bodies = [
-        orjson.dumps([wire_object(i) for i in items[j : j + 500]])
-        for j in range(0, len(items), 500)
-    ]
-    return len(items), bodies
 
 
 async def _ready(ops_ports: list[int], procs: list[subprocess.Popen[bytes]]) -> None:
@@ -91,7 +67,8 @@ async def one_run(base: Settings, processes: int, events: int, clients: int) -> 
     data = Path(tempfile.mkdtemp(prefix="bench-colprocs-"))
     tokens = data / "tokens.json"
     add_token(tokens, "bench", "d-001")
-    total, bodies = _bodies(events)
+    items, bodies = collector_bodies(events)
+    total = len(items)
     port, ops = local_stack.free_port(), [local_stack.free_port() for _ in range(processes)]
     env = {
         **os.environ,

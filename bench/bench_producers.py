@@ -168,12 +168,8 @@ def http_load_process(port: int, bodies: list[bytes], clients: int, out: object)
     out.send(asyncio.run(run()))  # type: ignore[attr-defined]
 
 
-async def bench_collector(settings: Settings, events: int, clients: int) -> tuple[float, float]:
-    """``(accepted events/s, raw events/s)`` of one run."""
-    s = _fresh(settings, "col")
-    await create_topics(s)
-    tokens = Path(s.data_dir) / "bench_tokens.json"
-    add_token(tokens, "bench", "d-001")
+def collector_bodies(events: int) -> tuple[list[ActivityEvent], list[bytes]]:
+    """About ``events`` simulated events of one district, as request bodies of 500 events each."""
     config = SimulationConfig(seed=2, districts=1, schools_per_district=4, classes_per_school=8)
     relative = generate_relative(config, build_population(config), events)
     # The day ends now: every event is valid (none in the future, none too old).
@@ -183,6 +179,16 @@ async def bench_collector(settings: Settings, events: int, clients: int) -> tupl
         orjson.dumps([wire_object(i) for i in items[j : j + 500]])
         for j in range(0, len(items), 500)
     ]
+    return items, bodies
+
+
+async def bench_collector(settings: Settings, events: int, clients: int) -> tuple[float, float]:
+    """``(accepted events/s, raw events/s)`` of one run."""
+    s = _fresh(settings, "col")
+    await create_topics(s)
+    tokens = Path(s.data_dir) / "bench_tokens.json"
+    add_token(tokens, "bench", "d-001")
+    items, bodies = collector_bodies(events)
     producer = make_producer(s)
     await producer.start()
     collector = Collector(s, load_tokens(tokens), producer)
