@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from analyst.reports import Cell, Query
 from analyst.signin import normalise, redeem
 from analyst.source import Reader, SourceUnavailable, read
 from analyst.tokens import AnalystBook, Sessions, TokenFileError, hash_token
+from csync.sign_in_throttle import SignInThrottle, throttle_middleware
 from privacy.audit import AuditLog
 
 COOKIE = "csync_analyst"
@@ -58,6 +59,8 @@ class Service:
     codes: Path | None = None
     """The one-time sign-in code file (:mod:`analyst.signin`), if sign-in codes are accepted."""
     today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date()
+    throttle: SignInThrottle = field(default_factory=lambda: SignInThrottle(20, 60.0))
+    """Failed sign-ins per address (:mod:`csync.sign_in_throttle`)."""
 
 
 SERVICE = web.AppKey("service", Service)
@@ -317,7 +320,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 def analyst_app(service: Service) -> web.Application:
     """The aiohttp application of the analyst service."""
-    app = web.Application(middlewares=[security_headers])
+    throttle = throttle_middleware(service.throttle, frozenset({"/login"}))
+    app = web.Application(middlewares=[security_headers, throttle])
     app[SERVICE] = service
     app.router.add_get("/v1/usage/daily", api_endpoint(_daily))
     app.router.add_get("/v1/usage/top", api_endpoint(_top))

@@ -15,6 +15,7 @@ from analyst.signin import codes_path
 from analyst.source import reader_for
 from analyst.tokens import AnalystBook, Sessions, tokens_path
 from csync.settings import Settings
+from csync.sign_in_throttle import SignInThrottle
 from privacy.audit import AuditLog
 
 log = logging.getLogger("csync.analyst")
@@ -30,6 +31,7 @@ def build_service(settings: Settings) -> Service:
         sessions=Sessions(ttl_s=settings.analyst_session_ttl_s),
         audit=AuditLog.from_settings(settings),
         codes=codes_path(settings),
+        throttle=SignInThrottle.from_settings(settings),
     )
 
 

@@ -300,6 +300,11 @@ class Settings:
     monitoring_schedule_path: str = ""
     """Optional JSON file of per-district hours and per-class periods (privacy/monitoring_hours.py);
     districts and classes it does not name use the three settings above."""
+    sign_in_max_failures: int = 20
+    """Failed sign-ins (a wrong token or code) one client address may make within ``SIGN_IN_WINDOW_S``
+    on the teacher API or the analysts' API before it gets ``429`` (see :mod:`csync.sign_in_throttle`)."""
+    sign_in_window_s: float = 60.0
+    """The sliding window of ``SIGN_IN_MAX_FAILURES``, in seconds."""
     audit_log_path: str = ""
     """Append-only audit log (JSON lines); empty = ``{DATA_DIR}/audit/audit.log``."""
     audit_max_bytes: int = 10 * 1024 * 1024
@@ -375,6 +380,8 @@ class Settings:
             raise SettingsError("CLICKHOUSE_URL must start with chdb://, http:// or https://")
         if not self.key_prefix or ":" in self.key_prefix:
             raise SettingsError("KEY_PREFIX must be non-empty and contain no ':'")
+        if self.sign_in_max_failures < 1 or self.sign_in_window_s <= 0:
+            raise SettingsError("SIGN_IN_MAX_FAILURES must be >= 1 and SIGN_IN_WINDOW_S > 0")
         self._validate_kafka_security()
 
     def _validate_kafka_security(self) -> None:

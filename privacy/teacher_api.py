@@ -40,6 +40,7 @@ from aiohttp import web
 
 from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
+from csync.sign_in_throttle import SignInThrottle, throttle_middleware
 from privacy.audit import AuditLog
 from privacy.monitoring_hours import LiveHours, MonitoringHours
 from privacy.sessions import SessionStore
@@ -226,7 +227,10 @@ def teacher_app(
         row_key=row_key or secrets.token_bytes(32),
         clock=utc_now,
     )
-    app = web.Application(middlewares=[security_headers])
+    throttle = throttle_middleware(
+        SignInThrottle.from_settings(settings), frozenset({"/v1/session"})
+    )
+    app = web.Application(middlewares=[security_headers, throttle])
     add_api_routes(app, ctx)
     add_page_routes(app, ctx)
     return app

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from csync.redis_client import redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
+from privacy.sessions import COOKIE
 from privacy.teacher_api import ROW_FIELDS, teacher_app
 from privacy.teacher_tokens import TokenBook, issue_token, revoke_teacher
 
@@ -273,3 +274,35 @@ async def test_probes_answer_without_a_token_and_readiness_follows_the_token_fil
     finally:
         api.tokens.write_bytes(good)
     assert (await api.client.get("/readyz")).status == 200
+
+
+async def test_an_address_guessing_tokens_is_refused_for_a_while(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Wrong bearer tokens and wrong sign-ins count; a missing session does not; over the limit the
+    right token waits too (429 + Retry-After), while the page and the probes still answer."""
+    settings = make_settings(sign_in_max_failures=3, sign_in_window_s=60.0,
+                             monitoring_days="mon-sun", monitoring_hours="00:00-24:00")  # fmt: skip
+    redis = redis_client(settings)
+    tokens = tmp_path / "tokens.json"
+    token = issue_token(tokens, "t1", "d1", ["c-1"])
+    app = teacher_app(settings, redis, TokenBook(tokens), AuditLog(tmp_path / "audit.log"))
+    good, bad = {"Authorization": f"Bearer {token}"}, {"Authorization": "Bearer wrong"}
+    try:
+        async with TestClient(TestServer(app)) as http:
+            for _ in range(5):  # the page asking whether it is signed in: no secret, no guess
+                assert (await http.get("/v1/session")).status == 401
+            assert (await http.get("/v1/classes/c-1/presence", headers=bad)).status == 401
+            assert (await http.post("/v1/session", json={"token": "wrong"})).status == 401
+            assert (await http.get("/v1/classes/c-1/presence", headers=good)).status == 200
+            assert (await http.post("/v1/session", json={"code": "WRONG-CODE"})).status == 401
+            refused = await http.get("/v1/classes/c-1/presence", headers=good)
+            assert refused.status == 429
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            assert "Too many failed sign-ins" in (await refused.json())["error"]
+            sign_in = await http.post("/v1/session", json={"token": token})
+            assert sign_in.status == 429 and COOKIE not in sign_in.cookies
+            assert (await http.get("/")).status == 200
+            assert (await http.get("/healthz")).status == 200
+    finally:
+        await redis.aclose()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from analyst.api import COOKIE, CSP, Service, analyst_app
 from analyst.catalog import Catalog
 from analyst.tokens import AnalystBook, Sessions, issue_token, revoke_analyst
+from csync.sign_in_throttle import SignInThrottle
 from privacy.audit import AuditLog
 
 DAY = dt.date(2026, 11, 2)
@@ -211,4 +213,29 @@ async def test_probes_answer_without_a_token_and_readiness_follows_the_token_fil
         tokens.write_bytes(b'{"version": 1, "analysts": [{"analyst_id": "a"}]}')  # a broken edit
         broken = await http.get("/readyz")
         assert broken.status == 503 and await broken.json() == {"status": "token file unusable"}
+        assert (await http.get("/healthz")).status == 200
+
+
+async def test_an_address_guessing_tokens_is_refused_for_a_while(tmp_path: Path) -> None:
+    """Wrong tokens count (form and bearer); requests without a secret do not; once over the limit
+    even the right token waits, and the sign-in page still loads to say so."""
+    service, tokens = _service(tmp_path)
+    service = dataclasses.replace(service, throttle=SignInThrottle(3, 60.0))
+    token = issue_token(tokens, "a-ops")
+    async with TestClient(TestServer(analyst_app(service))) as http:
+        for _ in range(5):  # no secret presented: not a guess
+            assert (await http.get("/v1/usage/daily", params=RANGE)).status == 401
+        assert (await http.post("/login", data={"token": "wrong"})).status == 401
+        bad = {"Authorization": "Bearer wrong"}
+        assert (await http.get("/v1/usage/daily", params=RANGE, headers=bad)).status == 401
+        good = {"Authorization": f"Bearer {token}"}
+        assert (await http.get("/v1/usage/daily", params=RANGE, headers=good)).status == 200
+        assert (await http.post("/login", data={"token": "wrong again"})).status == 401
+        refused = await http.post("/login", data={"token": token}, allow_redirects=False)
+        assert refused.status == 429 and COOKIE not in refused.cookies
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "Too many failed sign-ins" in await refused.text()
+        api = await http.get("/v1/usage/daily", params=RANGE, headers=good)
+        assert api.status == 429 and "Too many failed sign-ins" in (await api.json())["error"]
+        assert (await http.get("/login")).status == 200
         assert (await http.get("/healthz")).status == 200
