@@ -71,6 +71,7 @@ SCRIPTS = (
     Script("producers", "bench_producers.py", False),
     Script("worker", "bench_worker.py", True),
     Script("memory", "bench_worker.py", False, ("--memory", "100000")),
+    Script("scaling", "bench_scaling.py", True),
     Script("sinks", "bench_sinks.py", True),
     Script("presence", "bench_presence_latency.py", True),
     Script(
@@ -113,6 +114,16 @@ FIGURES = (
         "single-event records, 2 worker processes (vs raw loop)",
         "worker", "single_2w.ours_events_per_s", "single_2w.baseline_events_per_s",
         "≥ 10,000 ev/s", lambda ours, _b: ours >= 10_000,
+    ),
+    *(
+        Figure(
+            f"scaling: envelopes, {p} partitions, {w} worker process{'es' if w > 1 else ''} "
+            "(vs raw loop, same topic)",
+            "scaling", f"scaling_{p}p_{w}w.ours_events_per_s",
+            f"scaling_{p}p_{w}w.baseline_events_per_s", "—", lambda _o, _b: True,
+        )
+        for p in (8, 16)
+        for w in (1, 2)
     ),
     Figure(
         "ClickHouse sink rows/s vs raw insert_arrow",
