@@ -56,7 +56,7 @@ class StudentPresence:
     changes nothing); almost always one id, so they are kept as one string ``ties`` (ids joined by
     ``" "``, which CONTRACT §2 ids cannot hold) instead of a tuple. ``shown``, ``shown_ts`` and
     ``shown_at`` describe the last emitted change: its view, its ``ts`` and the batch clock when it
-    was emitted. ``key`` is ``"district_id:student_id"``: :class:`PresenceBook` uses this very
+    was emitted. ``queued`` is :class:`PresenceBook`'s wake-up of this student. ``key`` is ``"district_id:student_id"``: :class:`PresenceBook` uses this very
     string as its dict key and in its wake-up heap (one string per student, not one per batch).
 
     The rule functions below update a state in place (no allocation per event, which dominated the
@@ -65,7 +65,7 @@ class StudentPresence:
 
     __slots__ = (
         "district_id", "student_id", "name", "classes", "ts", "kind", "app", "sub_app", "ties",
-        "shown", "shown_ts", "shown_at", "key",
+        "shown", "shown_ts", "shown_at", "key", "queued",
     )  # fmt: skip
     # The constructor's arguments (fields(), _replace(), snapshots)
     FIELDS = (
@@ -103,6 +103,10 @@ class StudentPresence:
         self.shown_ts = shown_ts
         self.shown_at = shown_at
         self.key = f"{self.district_id}:{student_id}" if key is None else key
+        # The wake-up of this student's live entry in its book's heap (PresenceBook's
+        # bookkeeping, not part of the state: fields() leaves it out). A slot, not a dict of
+        # the book: one pointer per student instead of a dict entry.
+        self.queued: int | None = None
 
     @property
     def tie_ids(self) -> tuple[str, ...]:
@@ -285,14 +289,14 @@ class PresenceBook:
     """The presence states of the students one worker owns, with a wake-up heap (timeouts and
     ts refreshes)."""
 
-    __slots__ = ("states", "timeout_ms", "refresh_ms", "_heap", "_queued")
+    __slots__ = ("states", "timeout_ms", "refresh_ms", "_heap")
 
     def __init__(self, timeout_ms: int, refresh_ms: int = DEFAULT_REFRESH_MS) -> None:
         self.timeout_ms = timeout_ms
         self.refresh_ms = refresh_ms
         self.states: dict[str, StudentPresence] = {}  # key "district:student"
-        self._heap: list[tuple[int, str]] = []  # (wake-up now_ms, key)
-        self._queued: dict[str, int] = {}  # key -> wake-up of its live heap entry
+        # (wake-up now_ms, key); the live entry of a student is the one of wake-up state.queued
+        self._heap: list[tuple[int, str]] = []
 
     def _state(self, key: str, district_id: str, student_id: str) -> StudentPresence:
         state = self.states.get(key)
@@ -302,12 +306,12 @@ class PresenceBook:
         wake = state.wake_at(self.timeout_ms, self.refresh_ms)
         if wake is None:
             return
-        key = state.key  # the dict's own key string, not the caller's copy of it
-        queued = self._queued.get(key)
+        queued = state.queued
         # An earlier entry stays valid (expire() looks again then); a later one is superseded.
         if queued is None or wake < queued:
-            self._queued[key] = wake
-            heapq.heappush(self._heap, (wake, key))
+            state.queued = wake
+            # the dict's own key string, not the caller's copy of it
+            heapq.heappush(self._heap, (wake, state.key))
 
     def on_event(self, ev: ActivityEvent, now_ms: int) -> PresenceChange | None:
         """Apply a valid event; the change to emit, if any."""
@@ -363,15 +367,13 @@ class PresenceBook:
         wake-up time instead of emitting anything.
         """
         changes: list[PresenceChange] = []
-        heap, queued = self._heap, self._queued
+        heap, states = self._heap, self.states
         while heap and heap[0][0] <= now_ms:
             wake, key = heapq.heappop(heap)
-            if queued.get(key) != wake:
-                continue  # superseded by an earlier entry
-            del queued[key]
-            state = self.states.get(key)
-            if state is None:
-                continue
+            state = states.get(key)
+            if state is None or state.queued != wake:
+                continue  # a student since deleted, or an entry superseded by an earlier one
+            state.queued = None
             state, change = refresh(state, now_ms, self.timeout_ms, self.refresh_ms)
             if change is not None:
                 changes.append(change)
