@@ -1,18 +1,21 @@
 """The worker's scaling curve: envelopes topic of 8 and of 16 partitions, 1 and 2 worker processes.
 
-For each partition count it pre-loads the same simulator events (:mod:`producers.simulator_model`,
-duplicates, reordering and 1 % invalid events) as per-partition envelopes into a fresh topic of that
-many partitions, then runs ``csync worker`` processes (the real faust shell, one consumer group)
-from ``/readyz`` to the last event counted, as :mod:`bench.bench_worker` does, and in the same run
-the raw aiokafka consume + ``orjson.loads`` loop over the same topic. Prints one ``RESULT`` line per
-point of the curve (median of ``--runs``)::
+For each partition count it prepares the same simulator events (:mod:`producers.simulator_model`,
+duplicates, reordering and 1 % invalid events) as per-partition envelopes. For each point it starts
+``csync worker`` processes (the real faust shell, one consumer group) on a fresh, empty topic of that
+many partitions, waits until every one of them is ready (the group has settled: each owns its
+partitions), then produces the envelopes and times from the first record produced to the last event
+counted on /metrics. In the same run, the raw aiokafka consume + ``orjson.loads`` loop reads the
+same topic. One ``RESULT`` line per point of the curve (median of ``--runs``)::
 
     RESULT name=scaling_8p_1w ours_events_per_s=... baseline_events_per_s=... ratio=...
 
-Kept short (it runs inside ``make bench``): fewer events than the worker benchmark, so the start-up
-of a worker is left out of each figure but a figure is a second or so of work. It starts its own
+Why not from ``/readyz`` over a pre-loaded topic as :mod:`bench.bench_worker` does: the members of a
+group get ready seconds apart, and the first would handle most of a short topic alone. Producing
+after the group has settled costs the workers the producer's share of the cores (the figure is a
+lower bound of the consume side); kept short, as it runs inside ``make bench``. It starts its own
 Kafka (csync.stack, free ports, temp dir) unless ``KAFKA_BOOTSTRAP`` is set. The machine may be
-shared: numbers are noisy, compare ratios, and with 2 cores 2 workers share them with the broker.
+shared: numbers are noisy, compare ratios; with 2 cores, 2 workers share them with the broker.
 
     .venv/bin/python bench/bench_scaling.py [--events 300000] [--runs 3] [--partitions 8,16]
 """
@@ -23,18 +26,89 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_worker import load, ours, raw_loop, run_settings, sim_items  # noqa: E402
+from bench.bench_worker import (  # noqa: E402
+    metrics_count,
+    raw_loop,
+    ready,
+    run_settings,
+    sim_items,
+    start_worker,
+)
 from csync import stack as local_stack  # noqa: E402
 from csync.settings import Settings  # noqa: E402
 from csync.topics import create_topics, worker_topic_specs  # noqa: E402
+from producers.simulator import build_records  # noqa: E402
+from producers.simulator_records import Record  # noqa: E402
+
+
+async def produce(s: Settings, topic: str, records: list[Record]) -> None:
+    """Send prepared envelopes to their partitions (as :func:`bench.bench_worker.load`)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap,
+        linger_ms=20,
+        compression_type="lz4",
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        for p, key, value, _items in records:
+            await producer.send(topic, value, key=key, partition=p)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def all_ready(ports: list[int], procs: list[subprocess.Popen[bytes]], log: Path) -> None:
+    """Wait until every worker answers ``/readyz`` twice, 1 s apart (the group has settled)."""
+    deadline = time.monotonic() + 300
+    settled = 0
+    while settled < 2:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"workers did not get ready; see {log}")
+        ok = all(await asyncio.gather(*(asyncio.to_thread(ready, p) for p in ports)))
+        settled = settled + 1 if ok else 0
+        await asyncio.sleep(1.0 if ok else 0.2)
+
+
+async def ours_live(
+    s: Settings, workers: int, records: list[Record], events: int, log: Path
+) -> float:
+    """Events/s of ``workers`` csync worker processes that own their partitions before the
+    events exist: from the first record produced to the last event counted.
+
+    Not from ``/readyz`` over a pre-loaded topic as :func:`bench.bench_worker.ours`: the group's
+    members get ready seconds apart, and the first one would process most of a short topic alone
+    before the second joins.
+    """
+    ports = [local_stack.free_port() for _ in range(workers)]
+    procs = [start_worker(s, p, log / f"w{p}.log") for p in ports]
+    try:
+        await all_ready(ports, procs, log)
+        start = time.perf_counter()
+        await produce(s, s.topic_activity, records)
+        deadline = time.monotonic() + 600
+        while sum(metrics_count(p) for p in ports) < events:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"workers did not finish; see {log}")
+            await asyncio.sleep(0.02)
+        return events / (time.perf_counter() - start)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
 
 
 async def curve(
@@ -45,25 +119,19 @@ async def curve(
     items = sim_items(events, students)
     run = uuid.uuid4().hex[:6]
     for count in partitions:
-        topic = f"bench-scaling-{run}-{count}p"
-        s = run_settings(base.replace(partitions=count), topic)
-        await create_topics(s, worker_topic_specs(s))
-        t0 = time.perf_counter()
-        records = await load(s, topic, items, single=False)
-        print(
-            f"loaded {records:,} envelopes into {count} partitions in {time.perf_counter() - t0:.1f}s"
-        )
+        records = build_records(items, count, False)
         for n in workers:
             ours_runs, raw_runs = [], []
-            for _ in range(runs):
-                rs = run_settings(base.replace(partitions=count), topic)
-                await create_topics(rs, worker_topic_specs(rs))
-                ours_runs.append(await asyncio.to_thread(ours, rs, n, len(items), tmp))
-                raw_runs.append(await raw_loop(rs, topic, len(items)))
-            o, r = statistics.median(ours_runs), statistics.median(raw_runs)
+            for r in range(runs):
+                topic = f"bench-scaling-{run}-{count}p-{n}w-{r}"
+                s = run_settings(base.replace(partitions=count), topic)
+                await create_topics(s, worker_topic_specs(s))
+                ours_runs.append(await ours_live(s, n, records, len(items), tmp))
+                raw_runs.append(await raw_loop(s, topic, len(items)))
+            o, r_ = statistics.median(ours_runs), statistics.median(raw_runs)
             print(
                 f"RESULT name=scaling_{count}p_{n}w partitions={count} workers={n} "
-                f"ours_events_per_s={o:.0f} baseline_events_per_s={r:.0f} ratio={o / r:.2f} "
+                f"ours_events_per_s={o:.0f} baseline_events_per_s={r_:.0f} ratio={o / r_:.2f} "
                 f"runs={runs} ours_all={[round(x) for x in ours_runs]} "
                 f"raw_all={[round(x) for x in raw_runs]}",
                 flush=True,
