@@ -17,7 +17,7 @@ lower bound of the consume side); kept short, as it runs inside ``make bench``. 
 Kafka (csync.stack, free ports, temp dir) unless ``KAFKA_BOOTSTRAP`` is set. The machine may be
 shared: numbers are noisy, compare ratios; with 2 cores, 2 workers share them with the broker.
 
-    .venv/bin/python bench/bench_scaling.py [--events 300000] [--runs 3] [--partitions 8,16]
+    .venv/bin/python bench/bench_scaling.py [--events 200000] [--runs 3] [--partitions 8,16]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def produce(s: Settings, topic: str, records: list[Record]) -> None:
 
 
 async def all_ready(ports: list[int], procs: list[subprocess.Popen[bytes]], log: Path) -> None:
-    """Wait until every worker answers ``/readyz`` twice, 1 s apart (the group has settled)."""
+    """Wait until every worker answers ``/readyz`` twice, 0.5 s apart (the group has settled)."""
     deadline = time.monotonic() + 300
     settled = 0
     while settled < 2:
@@ -79,7 +79,7 @@ async def all_ready(ports: list[int], procs: list[subprocess.Popen[bytes]], log:
             raise RuntimeError(f"workers did not get ready; see {log}")
         ok = all(await asyncio.gather(*(asyncio.to_thread(ready, p) for p in ports)))
         settled = settled + 1 if ok else 0
-        await asyncio.sleep(1.0 if ok else 0.2)
+        await asyncio.sleep(0.5 if ok else 0.2)
 
 
 async def ours_live(
@@ -140,7 +140,7 @@ async def curve(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--students", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--partitions", default="8,16", help="comma-separated partition counts")

@@ -166,7 +166,7 @@ FIGURES = (
         lambda ours, _b: ours < 1000, " ms",
     ),
     Figure(
-        "worker memory, RSS per 10k students (100k students' state)",
+        "worker memory, whole RSS per 10k students held (100k simulated)",
         "memory", "memory.total_mb_per_10k_students", None, "≤ 20 MB",
         lambda ours, _b: ours <= 20, " MB",
     ),
