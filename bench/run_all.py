@@ -71,7 +71,7 @@ SCRIPTS = (
     Script("producers", "bench_producers.py", False),
     Script("worker", "bench_worker.py", True),
     Script("memory", "bench_worker.py", False, ("--memory", "100000")),
-    Script("scaling", "bench_scaling.py", True),
+    Script("scaling", "bench_scaling.py", True, ("--runs", "2")),
     Script("sinks", "bench_sinks.py", True),
     Script("presence", "bench_presence_latency.py", True),
     Script(
