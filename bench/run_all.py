@@ -72,6 +72,7 @@ SCRIPTS = (
     Script("collectorprocs", "bench_collector_procs.py", True),
     Script("worker", "bench_worker.py", True),
     Script("memory", "bench_worker.py", False, ("--memory", "100000")),
+    Script("scaling", "bench_scaling.py", True, ("--runs", "2")),
     Script("sinks", "bench_sinks.py", True),
     Script("presence", "bench_presence_latency.py", True),
     Script(
@@ -120,6 +121,16 @@ FIGURES = (
         "worker", "single_2w.ours_events_per_s", "single_2w.baseline_events_per_s",
         "≥ 10,000 ev/s", lambda ours, _b: ours >= 10_000,
     ),
+    *(
+        Figure(
+            f"scaling: envelopes, {p} partitions, {w} worker process{'es' if w > 1 else ''} "
+            "(vs raw loop, same topic)",
+            "scaling", f"scaling_{p}p_{w}w.ours_events_per_s",
+            f"scaling_{p}p_{w}w.baseline_events_per_s", "—", lambda _o, _b: True,
+        )
+        for p in (8, 16)
+        for w in (1, 2)
+    ),
     Figure(
         "ClickHouse sink rows/s vs raw insert_arrow",
         "sinks", "clickhouse_sink_rows_per_s", "clickhouse_raw_insert_arrow_rows_per_s", "≥ 0.8×",
@@ -161,7 +172,7 @@ FIGURES = (
         lambda ours, _b: ours < 1000, " ms",
     ),
     Figure(
-        "worker memory, RSS per 10k students (100k students' state)",
+        "worker memory, whole RSS per 10k students held (100k simulated)",
         "memory", "memory.total_mb_per_10k_students", None, "≤ 20 MB",
         lambda ours, _b: ours <= 20, " MB",
     ),

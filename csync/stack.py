@@ -116,25 +116,6 @@ def ensure_kafka_jars() -> Path:
     return lib
 
 
-def ensure_redis_server() -> str:
-    """Path of redis-server, installing Debian's package when it is missing."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        raise StackError("redis-server is missing and apt-get is not available: install Redis 6+")
-    say("redis-server is missing: running apt-get update && apt-get install -y redis-server")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)  # noqa: S603
-        if result.returncode != 0:
-            raise StackError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
-    found = shutil.which("redis-server")
-    if not found:
-        raise StackError("apt-get installed redis-server but it is not on PATH")
-    return found
-
-
 def java_binary() -> str:
     java = shutil.which("java")
     if java is None:
@@ -342,56 +323,6 @@ def _wait(
     raise StackError(failure())
 
 
-# ---------------------------------------------------------------------------------------------------- Redis
-
-
-def redis_version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
-    for part in out.stdout.split():
-        if part.startswith("v="):
-            return part[2:]
-    return "unknown"
-
-
-def redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def start_redis(data_root: Path, port: int, persist: bool = False) -> ServiceInfo:
-    """Start redis-server on 127.0.0.1:port; no persistence unless asked (tests never persist)."""
-    binary = ensure_redis_server()
-    home = data_root / "redis"
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "redis.log"
-    args = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        str(home),
-        "--logfile",
-        str(log),
-        "--daemonize",
-        "no",
-        "--protected-mode",
-        "yes",
-    ]
-    args += ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
-    say(f"starting redis-server {redis_version(binary)} on 127.0.0.1:{port}")
-    proc = spawn(args)
-    _wait(lambda: redis_ping(port), 20, lambda: f"redis-server did not answer:\n{_tail(log)}", proc)
-    return ServiceInfo(
-        "redis", proc.pid, port, f"127.0.0.1:{port}", redis_version(binary), str(home), str(log)
-    )
-
-
 # ---------------------------------------------------------------------------------------------------- stack
 
 
@@ -405,10 +336,16 @@ class Stack:
     chdb_path: str
     kafka_more: list[ServiceInfo] = field(default_factory=list)
     """The other nodes of a local Kafka cluster (``--brokers 3``); ``kafka`` is node 1."""
+    redis_more: list[ServiceInfo] = field(default_factory=list)
+    """The other nodes of a local Redis Cluster (``--redis-cluster``); ``redis`` is node 1."""
 
     @property
     def kafka_nodes(self) -> list[ServiceInfo]:
         return [self.kafka, *self.kafka_more]
+
+    @property
+    def redis_nodes(self) -> list[ServiceInfo]:
+        return [self.redis, *self.redis_more]
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -416,6 +353,8 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        if self.redis_more:  # a Redis Cluster: the client starts from every node
+            return "redis+cluster://" + ",".join(n.address for n in self.redis_nodes)
         return f"redis://{self.redis.address}/0"
 
     @property
@@ -450,6 +389,7 @@ class Stack:
             redis=ServiceInfo(**raw["redis"]),
             chdb_path=raw["chdb_path"],
             kafka_more=[ServiceInfo(**node) for node in raw.get("kafka_more", [])],
+            redis_more=[ServiceInfo(**node) for node in raw.get("redis_more", [])],
         )
 
 
@@ -460,28 +400,38 @@ def up(
     persist_redis: bool = True,
     brokers: int = 1,
     kafka_ports: list[int] | None = None,
+    redis_cluster: bool = False,
 ) -> Stack:
     """Start the stack unless it already runs (idempotent); return it.
 
     ``brokers`` > 1 starts a KRaft cluster (:mod:`csync.stack_kafka_cluster`) on ``kafka_ports``, by default
-    ``kafka_port``, ``kafka_port + 1`` …"""
+    ``kafka_port``, ``kafka_port + 1`` …; ``redis_cluster`` a Redis Cluster of 3 masters + 3 replicas on
+    ``redis_port`` … ``redis_port + 5`` instead of one redis-server (:mod:`csync.stack_redis`)."""
+    from csync.stack_redis import redis_ports, start_redis_nodes  # it imports this module
+
     data_root.mkdir(parents=True, exist_ok=True)
     ports = kafka_ports or [kafka_port + i for i in range(brokers)]
     existing = Stack.load(data_root)
-    if existing and all(pid_alive(s.pid) for s in [*existing.kafka_nodes, existing.redis]):
-        say(f"already running: kafka {existing.kafka_bootstrap}, redis {existing.redis.address}")
+    if existing and all(pid_alive(s.pid) for s in [*existing.kafka_nodes, *existing.redis_nodes]):
+        if bool(existing.redis_more) != redis_cluster:
+            raise StackError(
+                f"the stack already runs with Redis at {existing.redis_url}: "
+                "`csync stack down` first to change how Redis runs"
+            )
+        say(f"already running: kafka {existing.kafka_bootstrap}, redis {existing.redis_url}")
         return existing
     if existing:
         say("a previous stack is partly down: stopping what is left, then starting again")
         down(data_root)
-    for name, port in [*(("Kafka", p) for p in ports), ("Redis", redis_port)]:
+    redis_at = redis_ports(redis_port, redis_cluster)
+    for name, port in [*(("Kafka", p) for p in ports), *(("Redis", p) for p in redis_at)]:
         if port_open(port):
             raise StackError(
                 f"127.0.0.1:{port} is taken by another process; set {name.upper()}_PORT to a free port"
             )
     chdb_path = data_root / "chdb"
     chdb_path.mkdir(parents=True, exist_ok=True)
-    redis = start_redis(data_root, redis_port, persist=persist_redis)
+    redis = start_redis_nodes(data_root, redis_port, redis_cluster, persist=persist_redis)
     try:
         if len(ports) == 1:
             nodes = [start_kafka(data_root, ports[0], free_port())]
@@ -490,9 +440,13 @@ def up(
 
             nodes = start_kafka_cluster(data_root, ports).services()
     except BaseException:
-        _terminate(redis.pid)
+        for node in redis:
+            _terminate(node.pid)
         raise
-    stack = Stack(str(data_root), nodes[0], redis, str(chdb_path), kafka_more=nodes[1:])
+    stack = Stack(
+        str(data_root), nodes[0], redis[0], str(chdb_path), kafka_more=nodes[1:],
+        redis_more=redis[1:],
+    )  # fmt: skip
     stack.save()
     return stack
 
@@ -503,7 +457,7 @@ def down(data_root: Path) -> list[str]:
     if stack is None:
         return []
     stopped = []
-    for service in (*stack.kafka_nodes, stack.redis):
+    for service in (*stack.kafka_nodes, *stack.redis_nodes):
         if pid_alive(service.pid):
             _terminate(service.pid)
             stopped.append(f"{service.name} (pid {service.pid})")
@@ -520,11 +474,15 @@ def status(data_root: Path) -> list[str]:
             "redis  down",
             f"chdb   {'ready' if (data_root / 'chdb').is_dir() else 'absent'}",
         ]
+    from csync.stack_redis import redis_ping  # it imports this module
+
     lines = [_kafka_line(node) for node in stack.kafka_nodes]
-    redis_up = pid_alive(stack.redis.pid) and redis_ping(stack.redis.port)
-    lines.append(
-        f"redis  {'up  ' if redis_up else 'down'}  {stack.redis.address}  redis-server {stack.redis.version}"
-    )
+    for node in stack.redis_nodes:
+        redis_up = pid_alive(node.pid) and redis_ping(node.port)
+        kind = "Redis Cluster node" if stack.redis_more else "redis-server"
+        lines.append(
+            f"redis  {'up  ' if redis_up else 'down'}  {node.address}  {kind} {node.version}"
+        )
     chdb = Path(stack.chdb_path)
     lines.append(f"chdb   {'ready' if chdb.is_dir() else 'absent'} {chdb}")
     return lines

@@ -17,7 +17,8 @@ def _data_root() -> Path:
 
 @click.group("stack")
 def stack() -> None:
-    """The local stack: real Kafka 4 (KRaft), redis-server and the chDB folder."""
+    """The local stack: real Kafka 4 (KRaft), redis-server (or a Redis Cluster) and the chDB
+    folder."""
 
 
 @stack.command("up")
@@ -30,13 +31,20 @@ def stack() -> None:
     help="Kafka nodes: 1, or a KRaft cluster on KAFKA_PORT, KAFKA_PORT+1 … (3: replication factor 3, "
     "min.insync.replicas 2).",
 )
-def stack_up(kafka_port: int, redis_port: int, brokers: int) -> None:
+@click.option(
+    "--redis-cluster/--no-redis-cluster",
+    default=lambda: os.environ.get("REDIS_CLUSTER", "") in ("1", "true", "yes"),
+    help="Redis as a local Redis Cluster (3 masters + 3 replicas on REDIS_PORT … REDIS_PORT+5; "
+    "REDIS_URL=redis+cluster://…) instead of one redis-server.",
+)
+def stack_up(kafka_port: int, redis_port: int, brokers: int, redis_cluster: bool) -> None:
     """Start Kafka and Redis (idempotent: says so when they already run)."""
     data_root = _data_root()
     try:
         running = local_stack.up(
-            data_root, kafka_port=kafka_port, redis_port=redis_port, brokers=brokers
-        )
+            data_root, kafka_port=kafka_port, redis_port=redis_port, brokers=brokers,
+            redis_cluster=redis_cluster,
+        )  # fmt: skip
     except local_stack.StackError as exc:
         raise click.ClickException(str(exc)) from exc
     for line in local_stack.status(data_root):

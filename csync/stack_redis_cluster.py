@@ -25,14 +25,12 @@ from csync.stack import (
     _tail,
     _terminate,
     _wait,
-    ensure_redis_server,
     free_port,
     pid_alive,
-    redis_ping,
-    redis_version,
     say,
     spawn,
 )
+from csync.stack_redis import ensure_redis_server, redis_ping, redis_version
 
 NODE_TIMEOUT_MS = 2000
 

@@ -29,13 +29,12 @@ from csync.stack import (
     ServiceInfo,
     _tail,
     _wait,
-    ensure_redis_server,
     free_port,
-    redis_version,
     say,
     spawn,
     start_kafka,
 )
+from csync.stack_redis import ensure_redis_server, redis_version
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 

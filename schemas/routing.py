@@ -40,10 +40,14 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+def _partition(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 @lru_cache(maxsize=1 << 16)
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition of a keyed record, as the Java client / aiokafka choose it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return _partition(key, partitions)
 
 
 class RouteTable:
@@ -65,6 +69,8 @@ class RouteTable:
         if target is None:
             if len(self._table) >= self._max:
                 self._table.clear()  # bounded; the hot students come back at once
-            target = partition_for_key(student_key.encode(), self.partitions)
+            # Not the cached partition_for_key: this table is the cache, and a second one of
+            # 65k encoded keys cost ~1 MB per 10k students of a worker's memory.
+            target = _partition(student_key.encode(), self.partitions)
             self._table[student_key] = target
         return target

@@ -15,9 +15,9 @@ of their state's event.
 
 Nothing here reads a clock: callers pass ``now_ms`` (the worker's clock, recorded per batch so that
 a replay gives the same result). :class:`PresenceBook` keeps the states of one worker and a wake-up
-heap (timeouts and due refreshes) so that :meth:`PresenceBook.expire` finds the students to update
-in ``O(k log n)``; a student has at most one live heap entry, so memory is bounded by the number of
-students.
+wheel (timeouts and due refreshes, in buckets of ~1 s) so that :meth:`PresenceBook.expire` finds
+the students to update without looking at the others; a student has at most one live entry, so
+memory is bounded by the number of students.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class StudentPresence:
     changes nothing); almost always one id, so they are kept as one string ``ties`` (ids joined by
     ``" "``, which CONTRACT §2 ids cannot hold) instead of a tuple. ``shown``, ``shown_ts`` and
     ``shown_at`` describe the last emitted change: its view, its ``ts`` and the batch clock when it
-    was emitted. ``key`` is ``"district_id:student_id"``: :class:`PresenceBook` uses this very
-    string as its dict key and in its wake-up heap (one string per student, not one per batch).
+    was emitted. ``queued`` is :class:`PresenceBook`'s wake-up of this student. ``key`` is
+    ``"district_id:student_id"``: :class:`PresenceBook` uses this very string as its dict key and
+    in its wake-up wheel (one string per student, not one per batch).
 
     The rule functions below update a state in place (no allocation per event, which dominated the
     worker's profile) and stay deterministic: no clock, no I/O, ``now_ms`` is passed in.
@@ -65,7 +66,7 @@ class StudentPresence:
 
     __slots__ = (
         "district_id", "student_id", "name", "classes", "ts", "kind", "app", "sub_app", "ties",
-        "shown", "shown_ts", "shown_at", "key",
+        "shown", "shown_ts", "shown_at", "key", "queued",
     )  # fmt: skip
     # The constructor's arguments (fields(), _replace(), snapshots)
     FIELDS = (
@@ -103,6 +104,10 @@ class StudentPresence:
         self.shown_ts = shown_ts
         self.shown_at = shown_at
         self.key = f"{self.district_id}:{student_id}" if key is None else key
+        # The wake-up of this student's live entry in its book's wheel (PresenceBook's
+        # bookkeeping, not part of the state: fields() leaves it out). A slot, not a dict of
+        # the book: one pointer per student instead of a dict entry.
+        self.queued: int | None = None
 
     @property
     def tie_ids(self) -> tuple[str, ...]:
@@ -281,18 +286,30 @@ def _intern(value: str) -> str:
     return got
 
 
-class PresenceBook:
-    """The presence states of the students one worker owns, with a wake-up heap (timeouts and
-    ts refreshes)."""
+# Wake-ups are kept in buckets of 2**10 ms of the batch clock: one list entry per student
+# instead of a heap tuple.
+_BUCKET_BITS = 10
 
-    __slots__ = ("states", "timeout_ms", "refresh_ms", "_heap", "_queued")
+
+class PresenceBook:
+    """The presence states of the students one worker owns, with their wake-ups (timeouts and
+    ts refreshes).
+
+    A student's wake-up is ``state.queued``; the key is listed in the bucket of that time
+    (``_wheel``, a dict of lists; ``_buckets`` is a heap of the bucket numbers in use). An entry
+    whose bucket is not the one of the student's current wake-up is stale and skipped. Per
+    tracked student that is one pointer in a list, where a heap of ``(wake, key)`` tuples held
+    a tuple (~70 bytes) each.
+    """
+
+    __slots__ = ("states", "timeout_ms", "refresh_ms", "_wheel", "_buckets")
 
     def __init__(self, timeout_ms: int, refresh_ms: int = DEFAULT_REFRESH_MS) -> None:
         self.timeout_ms = timeout_ms
         self.refresh_ms = refresh_ms
         self.states: dict[str, StudentPresence] = {}  # key "district:student"
-        self._heap: list[tuple[int, str]] = []  # (wake-up now_ms, key)
-        self._queued: dict[str, int] = {}  # key -> wake-up of its live heap entry
+        self._wheel: dict[int, list[str]] = {}  # bucket -> keys (the states' own key strings)
+        self._buckets: list[int] = []  # heap of the wheel's bucket numbers (repeats possible)
 
     def _state(self, key: str, district_id: str, student_id: str) -> StudentPresence:
         state = self.states.get(key)
@@ -302,12 +319,19 @@ class PresenceBook:
         wake = state.wake_at(self.timeout_ms, self.refresh_ms)
         if wake is None:
             return
-        key = state.key  # the dict's own key string, not the caller's copy of it
-        queued = self._queued.get(key)
+        queued = state.queued
         # An earlier entry stays valid (expire() looks again then); a later one is superseded.
         if queued is None or wake < queued:
-            self._queued[key] = wake
-            heapq.heappush(self._heap, (wake, key))
+            state.queued = wake
+            self._enlist(wake >> _BUCKET_BITS, state.key)
+
+    def _enlist(self, bucket: int, key: str) -> None:
+        keys = self._wheel.get(bucket)
+        if keys is None:
+            self._wheel[bucket] = [key]
+            heapq.heappush(self._buckets, bucket)
+        else:
+            keys.append(key)
 
     def on_event(self, ev: ActivityEvent, now_ms: int) -> PresenceChange | None:
         """Apply a valid event; the change to emit, if any."""
@@ -356,22 +380,42 @@ class PresenceBook:
         self.states[state.key] = state
         self._track(state)
 
+    def _due(self, now_ms: int) -> list[tuple[int, str]]:
+        """Take the live wake-ups ``<= now_ms`` out of the wheel, as ``(wake, key)`` sorted; the
+        not yet due keys of the current bucket go back into it."""
+        now_bucket = now_ms >> _BUCKET_BITS
+        wheel, buckets, states = self._wheel, self._buckets, self.states
+        due: list[tuple[int, str]] = []
+        later: list[str] = []
+        while buckets and buckets[0] <= now_bucket:
+            bucket = heapq.heappop(buckets)
+            for key in wheel.pop(bucket, ()):
+                state = states.get(key)
+                wake = None if state is None else state.queued
+                if wake is None or wake >> _BUCKET_BITS != bucket:
+                    continue  # a student since deleted, handled, or woken earlier
+                if wake <= now_ms:
+                    due.append((wake, key))
+                else:
+                    later.append(key)
+        for key in later:
+            self._enlist(now_bucket, key)
+        due.sort()  # the order a heap of (wake, key) gives: deterministic output
+        return due
+
     def expire(self, now_ms: int) -> list[PresenceChange]:
         """Timeouts and due ts refreshes at ``now_ms``: update the states, return the changes.
 
-        Heap entries are lazy: an entry whose student got a newer event is pushed back with the new
-        wake-up time instead of emitting anything.
+        Wake-ups are lazy: a student who got a newer event since is looked at and tracked again
+        with the new wake-up time instead of emitting anything.
         """
         changes: list[PresenceChange] = []
-        heap, queued = self._heap, self._queued
-        while heap and heap[0][0] <= now_ms:
-            wake, key = heapq.heappop(heap)
-            if queued.get(key) != wake:
-                continue  # superseded by an earlier entry
-            del queued[key]
-            state = self.states.get(key)
-            if state is None:
-                continue
+        states = self.states
+        for wake, key in self._due(now_ms):
+            state = states[key]
+            if state.queued != wake:
+                continue  # listed twice in its bucket: already handled above
+            state.queued = None
             state, change = refresh(state, now_ms, self.timeout_ms, self.refresh_ms)
             if change is not None:
                 changes.append(change)

@@ -20,6 +20,7 @@ import pytest
 
 from csync import stack as local_stack
 from csync.settings import Settings
+from csync.stack_redis import start_redis
 from producers.simulator import SendOptions
 from tests.integration.e2e_harness import (
     E2E_CONFIG,
@@ -86,7 +87,7 @@ async def test_redis_down_and_clickhouse_failing_then_exact(
 ) -> None:
     redis_root = tmp_path / "private-redis"
     port = local_stack.free_port()
-    redis_server = local_stack.start_redis(redis_root, port)
+    redis_server = start_redis(redis_root, port)
     settings = pipeline_settings(
         make_settings(redis_url=f"redis://127.0.0.1:{port}/0"), usage_close_after_s=CLOSE_AFTER_S
     )
@@ -113,7 +114,7 @@ async def test_redis_down_and_clickhouse_failing_then_exact(
         await asyncio.sleep(max(0.0, 20 - (time.monotonic() - down_at)))
         after = await pipeline.committed(settings.sink_group_redis, settings.topic_presence)
         presence_end = await pipeline.end_offsets(settings.topic_presence)
-        redis_server = await asyncio.to_thread(local_stack.start_redis, redis_root, port)
+        redis_server = await asyncio.to_thread(start_redis, redis_root, port)
         up_at = time.monotonic()
         # While Redis was down nothing was committed past what Redis had: the group did not move although the
         # topic grew; while ClickHouse failed, nothing at all was committed although partials were waiting.

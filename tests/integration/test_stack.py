@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import clickhouse_connect
@@ -11,7 +14,9 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from csync import stack as local_stack
+from csync.redis_client import sync_redis_client
 from csync.settings import Settings
+from csync.stack_redis_cluster import masters
 from csync.topics import apply_topic_configs, create_topics, worker_topic_specs
 
 
@@ -147,3 +152,70 @@ def test_chdb_create_insert_query_through_clickhouse_connect(
     version = client.query("SELECT version()").result_rows[0][0]
     assert int(str(version).split(".")[0]) >= 24
     assert Path(clickhouse_url.removeprefix("chdb://")).is_dir()
+
+
+def _free_run(count: int) -> int:
+    """A port such that it and the next ``count - 1`` are free (the stack's Redis Cluster takes
+    REDIS_PORT … REDIS_PORT+5)."""
+    for _ in range(50):
+        base = local_stack.free_port()
+        if base + count < 65536 and not any(local_stack.port_open(base + i) for i in range(count)):
+            return base
+    raise AssertionError("no run of free ports")
+
+
+def _csync(env: dict[str, str], *args: str) -> str:
+    csync = Path(sys.executable).with_name("csync")
+    done = subprocess.run(  # noqa: S603
+        [str(csync), *args], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_stack_up_redis_cluster_points_redis_url_at_it_and_down_stops_it(tmp_path: Path) -> None:
+    redis_port = _free_run(6)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "KAFKA_PORT": str(local_stack.free_port()),
+        "REDIS_PORT": str(redis_port),
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("KAFKA_BOOTSTRAP", None)
+    try:
+        out = _csync(env, "stack", "up", "--redis-cluster")
+        nodes = [f"127.0.0.1:{redis_port + i}" for i in range(6)]
+        url = "redis+cluster://" + ",".join(nodes)
+        assert f"REDIS_URL={url}" in out, out
+        # The stack's env is what every csync command of this data dir uses.
+        running = local_stack.Stack.load(tmp_path / "data")
+        assert running is not None
+        assert running.env()["REDIS_URL"] == url
+        settings = Settings.from_env(env={**running.env(), "DATA_DIR": env["DATA_DIR"]})
+        client = sync_redis_client(settings)
+        try:
+            keys = [f"probe:{i}" for i in range(20)]  # spread over the three masters' slots
+            for i, key in enumerate(keys):
+                client.set(key, str(i))
+            assert [client.get(k) for k in keys] == [str(i).encode() for i in range(20)]
+            assert len(masters(redis_port)) == 3
+            assert all(replicas for replicas in masters(redis_port).values())
+        finally:
+            client.close()
+        status = _csync(env, "stack", "status")
+        assert sum(f"redis  up    {n}" in status for n in nodes) == 6, status
+        # Asking for one redis-server while the cluster runs is an error, not a silent no.
+        again = subprocess.run(  # noqa: S603
+            [str(Path(sys.executable).with_name("csync")), "stack", "up"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert again.returncode != 0 and "stack down" in again.stderr, again.stderr
+        pids = [n.pid for n in running.redis_nodes]
+    finally:
+        down = _csync(env, "stack", "down")
+    assert sum("redis-cluster (pid" in part for part in down.split(", ")) == 6, down
+    assert not any(local_stack.pid_alive(pid) for pid in pids)
+    assert not any(local_stack.port_open(redis_port + i) for i in range(6))

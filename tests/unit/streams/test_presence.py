@@ -111,7 +111,8 @@ def test_expire_heap_stays_bounded_under_heartbeats() -> None:
         book.on_event(ev(f"h{i}", "heartbeat", i * 10, "docs"), i * 10)
         if i % 100 == 0:
             book.expire(i * 10)
-    assert len(book._heap) <= 3  # per student, not per event: a live entry + superseded ones
+    # per student, not per event: a live entry + superseded ones
+    assert sum(len(keys) for keys in book._wheel.values()) <= 3
 
 
 def test_roster_join_name_classes_and_tombstone() -> None:
@@ -241,3 +242,43 @@ def test_tie_ids_are_compared_whole() -> None:
     state = book.states["d1:s1"]
     assert state.tie_ids == ("a-1", "a", "1") and state.app == "web"
     assert state._replace().fields() == state.fields()
+
+
+class _ScanBook(PresenceBook):
+    """The wake-up rule without the wheel: every due student, found by looking at all of them,
+    in ``(wake, key)`` order."""
+
+    __slots__ = ()
+
+    def _due(self, now_ms: int) -> list[tuple[int, str]]:
+        return sorted(
+            (s.queued, k)
+            for k, s in self.states.items()
+            if s.queued is not None and s.queued <= now_ms
+        )
+
+
+def test_wheel_finds_exactly_the_due_students_of_a_full_scan_in_the_same_order() -> None:
+    rnd = random.Random(11)
+    for _ in range(40):
+        books = (PresenceBook(T, refresh_ms=R), _ScanBook(T, refresh_ms=R))
+        outs: tuple[list[object], list[object]] = ([], [])
+        now = 0
+        for i in range(300):
+            # clocks that stay inside a bucket, cross one, or jump past many
+            now += rnd.choice([0, 1, 7, 300, 1023, 1024, 5_000, 40_000, 95_000])
+            student = f"s{rnd.randrange(30)}"
+            kind = rnd.choice(["heartbeat"] * 4 + ["app_focus", "idle", "logout"])
+            ts = now - rnd.randrange(0, 90_000)
+            e = ev(f"e{i}", kind, ts, rnd.choice(["docs", "math"]), student=student)
+            roll, expire = rnd.random(), rnd.random() < 0.7
+            for book, out in zip(books, outs, strict=True):
+                if roll < 0.05:  # a roster record or a tombstone
+                    name = None if roll < 0.02 else "Ada"
+                    out.append(book.on_roster("d1", student, name, ("c1",), now))
+                else:
+                    out.append(book.on_event(e, now))
+                if expire:
+                    out.extend(book.expire(now))
+        assert outs[0] == outs[1]
+        assert any(c is not None for c in outs[0])
