@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import pstats
 import statistics
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.request
 import uuid
@@ -36,6 +35,9 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_stack import bench_kafka  # noqa: E402
 from csync import stack as local_stack
 from csync.settings import Settings
 from csync.topics import worker_topic_specs
@@ -236,21 +238,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--memory", type=int, default=0, help="students for the RSS measurement")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    started = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        started = local_stack.up(
-            tmp / "stack", kafka_port=local_stack.free_port(),
-            redis_port=local_stack.free_port(), persist_redis=False,
-        )  # fmt: skip
-        bootstrap = started.kafka_bootstrap
-    base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
-    try:
+    with bench_kafka("bench-worker-") as (bootstrap, tmp):
+        base = Settings.from_env(kafka_bootstrap=bootstrap, data_dir=str(tmp / "data"))
         asyncio.run(_main(base, args, tmp))
-    finally:
-        if started is not None:
-            local_stack.down(tmp / "stack")
 
 
 async def _main(base: Settings, args: argparse.Namespace, tmp: Path) -> None:
