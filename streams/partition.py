@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from csync.settings import Settings
-from schemas.decoder import EventOutcome, Limits, decode_record_within, encode_event
+from schemas.decoder import EventOutcome, Limits, decode_split_within, encode_event
 from schemas.dlq import DlqRecord, dlq_record
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
@@ -234,27 +234,27 @@ def process_batch(
     pending = 0
     dropped = out.dropped_fields
     min_ts, max_ts = params.limits.ts_window(now)
-    # Fields by index in this loop (it runs once per event): outcome[1] is EventOutcome.event,
-    # outcome[3] its dropped_fields, ev[3] and ev[4] ActivityEvent.district_id and student_id.
+    # The decoder gives each record's valid events and its notes (rejections, dropped fields)
+    # apart, so this loop, which runs once per event, only groups. ev[3] and ev[4] are
+    # ActivityEvent.district_id and student_id.
     for offset, key, value, _headers in activity:
         if value is None:
             continue
-        outcomes = decode_record_within(value, min_ts, max_ts)
-        for outcome in outcomes:
-            ev = outcome[1]
-            if ev is None:
-                _reject(out, outcome, offset, key, value, me, params.topic_activity)
-                continue
-            if outcome[3]:
-                for f in outcome[3]:
+        events, notes = decode_split_within(value, min_ts, max_ts)
+        for note in notes:
+            if note[1] is None:
+                _reject(out, note, offset, key, value, me, params.topic_activity)
+            else:
+                for f in note[3]:
                     dropped[f] += 1
+        for ev in events:
             skey = f"{ev[3]}:{ev[4]}"
             group = groups.get(skey)
             if group is None:
                 groups[skey] = [ev]
             else:
                 group.append(ev)
-        pending += len(outcomes)
+        pending += len(events) + len(notes)
         if pending >= _CHUNK_EVENTS:
             _apply(state, groups, now, n, out)
             groups, pending = {}, 0
