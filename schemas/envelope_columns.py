@@ -14,7 +14,7 @@ both paths give equal outcomes on envelopes mixing every reason).
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import is_not, itemgetter
+from operator import gt, is_not, itemgetter, lt, ne, not_
 from typing import Any, Final
 
 from schemas.event import ACTIVE_KINDS, KINDS, ActivityEvent
@@ -57,36 +57,44 @@ def envelope_split(members: list[Any], min_ts: int, max_ts: int) -> Split:
         bad.update(i for i, m in enumerate(members) if type(m) is not dict)
         members = [_PLACEHOLDER if i in bad else m for i, m in enumerate(members)]
     required: list[list[Any]] = []
-    complete = True  # every member holds every required field
+    n_missing = 0  # required fields absent, over all members
     for name, get in _COLUMN_GETTERS:
         try:
             required.append(list(map(get, members)))
         except KeyError:  # a member lacks it: MISSING fails every check of the field
-            required.append(list(map(dict.get, members, repeat(name), repeat(MISSING))))
-            complete = False
+            column = list(map(dict.get, members, repeat(name), repeat(MISSING)))
+            n_missing += column.count(MISSING)
+            required.append(column)
     vs, event_ids, kinds, tss, district_ids, student_ids, device_ids = required
+    # Each check runs on the whole column; only when it fails are its members looked at, with
+    # C-level masks where the values allow (the usual invalid event is one of ~1,000).
     if vs.count(1) != count or set(map(type, vs)) != _INT_TYPE:
-        bad.update(i for i, v in enumerate(vs) if type(v) is not int or v != 1)
+        bad.update(compress(INDEXES, map(is_not, map(type, vs), repeat(int))))
+        bad.update(compress(INDEXES, map(ne, vs, repeat(1))))
     if set(map(type, tss)) != _INT_TYPE or min(tss) < min_ts or max(tss) > max_ts:
-        bad.update(i for i, t in enumerate(tss) if type(t) is not int or not min_ts <= t <= max_ts)
+        _bad_ts(tss, min_ts, max_ts, bad)
     if not _all_in(KINDS, kinds):  # KINDS holds only str
-        bad.update(i for i, k in enumerate(kinds) if type(k) is not str or k not in KINDS)
+        try:
+            bad.update(compress(INDEXES, map(not_, map(KINDS.__contains__, kinds))))
+        except TypeError:  # an unhashable kind
+            bad.update(i for i, k in enumerate(kinds) if type(k) is not str or k not in KINDS)
     if not _event_ids_ok(event_ids):
         bad.update(i for i, e in enumerate(event_ids) if not _event_id_ok(e))
     for ids in (district_ids, student_ids, device_ids):
         if not _ids_ok(ids):
-            bad.update(i for i, x in enumerate(ids) if type(x) is not str or not id_ok(x))
+            _bad_ids(ids, bad)
     apps, n_app = _apps(members, kinds, bad)
     sub_apps, n_sub_app = _sub_apps(members, bad)
     urls: list[Any] = list(map(dict.get, members, repeat("url"), repeat(MISSING)))
     n_url = count - urls.count(MISSING)
     # Any field beyond the contract's makes a member's size exceed its known fields: such a member
-    # goes to the per-member path, which names and counts the dropped fields. With every required
-    # field present, the sizes tell: the counts of apps
-    # and sub_apps leave out empty ones, so an empty one present makes the sizes differ as well
-    # (then each member is counted on its own): equal sizes mean no member has an extra field.
-    if not complete or sum(map(len, members)) != 7 * count + n_app + n_sub_app + n_url:
-        bad.update(i for i, m in enumerate(members) if not CONTRACT_FIELDS.issuperset(m))
+    # goes to the per-member path, which names and counts the dropped fields. The sizes tell: the
+    # counts of apps and sub_apps leave out empty ones, so an empty one present makes the sizes
+    # differ as well (then each member is looked at): equal sizes mean no extra field anywhere.
+    known = 7 * count - n_missing + n_app + n_sub_app + n_url
+    if sum(map(len, members)) != known:
+        extra = map(not_, map(CONTRACT_FIELDS.issuperset, members))
+        bad.update(compress(INDEXES, extra))
     if n_url:
         sub_apps = _envelope_urls(urls, apps, sub_apps, n_url, bad)
     columns = (event_ids, kinds, tss, district_ids, student_ids, device_ids, apps, sub_apps)
@@ -139,6 +147,26 @@ def _ids_ok(ids: list[Any]) -> bool:
         return known.issuperset(ids) or all(map(id_ok, set(ids) - known))
     except TypeError:  # an unhashable value, or a value that is not a string (regex)
         return False
+
+
+def _bad_ts(tss: list[Any], min_ts: int, max_ts: int, bad: set[int]) -> None:
+    """Name the members whose ts is not an integer in the window."""
+    if set(map(type, tss)) != _INT_TYPE:
+        not_int = list(map(is_not, map(type, tss), repeat(int)))
+        bad.update(compress(INDEXES, not_int))
+        tss = [min_ts if wrong else ts for ts, wrong in zip(tss, not_int, strict=True)]
+    bad.update(compress(INDEXES, map(lt, tss, repeat(min_ts))))
+    bad.update(compress(INDEXES, map(gt, tss, repeat(max_ts))))
+
+
+def _bad_ids(ids: list[Any], bad: set[int]) -> None:
+    """Name the members whose id in this column is not a valid id."""
+    try:
+        wrong = {x for x in set(ids) - valid_ids if type(x) is not str or not id_ok(x)}
+    except TypeError:  # an unhashable value
+        bad.update(i for i, x in enumerate(ids) if type(x) is not str or not id_ok(x))
+        return
+    bad.update(compress(INDEXES, map(wrong.__contains__, ids)))
 
 
 def _apps(members: list[Any], kinds: list[Any], bad: set[int]) -> tuple[list[str], int]:
