@@ -10,6 +10,7 @@ is what makes the worker crash-safe (see ``streams.engine``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -17,11 +18,12 @@ from typing import Any, NamedTuple
 import orjson
 
 from csync.settings import Settings
-from schemas.decoder import EventOutcome, Limits, decode_split_within, encode_event
+from schemas.decoder import EventOutcome, Limits, encode_event
 from schemas.dlq import DlqRecord, dlq_record
 from schemas.event import ActivityEvent
 from schemas.internal import PresenceChange
 from schemas.probe import RESERVED_DISTRICT_PREFIX as PROBE_PREFIX
+from schemas.record_batch import Notes, decode_records_within
 from schemas.routing import RouteTable
 from streams.batch_log import Intent
 from streams.presence import PresenceBook
@@ -199,6 +201,31 @@ def _apply(
             usage.on_events((district_id, student_id, device_id), device_events, now, intervals)
 
 
+# Single-event records are decoded together, up to this many; an envelope ends a run, so at most
+# this many plus one envelope's events are decoded at once.
+_RECORDS_PER_DECODE = 256
+
+
+def _decoded(
+    activity: list[Record], min_ts: int, max_ts: int
+) -> Iterator[tuple[list[Record], list[ActivityEvent], Notes]]:
+    """The batch's records with a value, a few at a time, and their valid events and notes (each
+    with its record's position in the few)."""
+    chunk: list[Record] = []
+    values: list[bytes] = []
+    for rec in activity:
+        value = rec[2]
+        if value is None:
+            continue
+        chunk.append(rec)
+        values.append(value)
+        if len(chunk) >= _RECORDS_PER_DECODE or value[:1] != b"{":
+            yield chunk, *decode_records_within(values, min_ts, max_ts)
+            chunk, values = [], []
+    if chunk:
+        yield chunk, *decode_records_within(values, min_ts, max_ts)
+
+
 def process_batch(
     state: PartitionState,
     activity: list[Record],
@@ -234,16 +261,14 @@ def process_batch(
     pending = 0
     dropped = out.dropped_fields
     min_ts, max_ts = params.limits.ts_window(now)
-    # The decoder gives each record's valid events and its notes (rejections, dropped fields)
-    # apart, so this loop, which runs once per event, only groups. ev[3] and ev[4] are
-    # ActivityEvent.district_id and student_id.
-    for offset, key, value, _headers in activity:
-        if value is None:
-            continue
-        events, notes = decode_split_within(value, min_ts, max_ts)
-        for note in notes:
+    # The decoder gives the valid events and the notes (rejections, dropped fields) apart, for
+    # runs of records at once, so this loop, which runs once per event, only groups. ev[3] and
+    # ev[4] are ActivityEvent.district_id and student_id.
+    for records, events, notes in _decoded(activity, min_ts, max_ts):
+        for pos, note in notes:
             if note[1] is None:
-                _reject(out, note, offset, key, value, me, params.topic_activity)
+                offset, key, value, _headers = records[pos]
+                _reject(out, note, offset, key, value or b"", me, params.topic_activity)
             else:
                 for f in note[3]:
                     dropped[f] += 1
