@@ -5,7 +5,8 @@ invalid, duplicates, reordering), splits them per partition into batches of ``--
 and times, on the same records in the same process:
 
 - ``loads``: ``orjson.loads`` of every record value (the raw loop's per-record work);
-- ``decode``: :func:`schemas.decoder.decode_split_within` of every record (what the worker calls);
+- ``decode``: the batch loop's decoding (``streams.partition._decoded``: runs of single-event
+  records judged together, envelopes one by one, valid events and notes apart);
 - ``decode_record``: :func:`schemas.decoder.decode_record` of every record (an outcome per event);
 - ``decode_route``: plus the partition check of every valid event (``partition_for_key``);
 - ``group``: decode and group the valid events per student, route once per student;
@@ -45,6 +46,7 @@ from schemas.internal import UsagePartial  # noqa: E402
 from schemas.routing import partition_for_key  # noqa: E402
 from streams.batch_log import Intent  # noqa: E402
 from streams.partition import Params, Record, new_state, params_of, process_batch  # noqa: E402
+from streams.partition import _decoded as decoded_chunks  # noqa: E402
 from streams.student_token import DayKeyStore  # noqa: E402
 from streams.usage import to_rows  # noqa: E402
 
@@ -88,8 +90,8 @@ def stage_decode(batches: Batches, params: Params, now: int) -> None:
     for bs in batches.values():
         for b in bs:
             min_ts, max_ts = params.limits.ts_window(now)  # once per batch, as the worker does
-            for rec in b:
-                decode_split_within(rec[2], min_ts, max_ts)  # type: ignore[arg-type]
+            for _chunk in decoded_chunks(b, min_ts, max_ts):
+                pass
 
 
 def stage_decode_record(batches: Batches, params: Params, now: int) -> None:

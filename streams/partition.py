@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import itemgetter, not_
 from typing import Any, NamedTuple
 
 import orjson
@@ -34,6 +35,7 @@ Record = tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
 
 
 _device_of = itemgetter(5)  # ActivityEvent.device_id
+_value_of = itemgetter(2)  # a Record's value
 
 
 # partitions -> its route table: a worker sees the same students over and over.
@@ -211,19 +213,17 @@ def _decoded(
 ) -> Iterator[tuple[list[Record], list[ActivityEvent], Notes]]:
     """The batch's records with a value, a few at a time, and their valid events and notes (each
     with its record's position in the few)."""
-    chunk: list[Record] = []
-    values: list[bytes] = []
-    for rec in activity:
-        value = rec[2]
-        if value is None:
-            continue
-        chunk.append(rec)
-        values.append(value)
-        if len(chunk) >= _RECORDS_PER_DECODE or value[:1] != b"{":
-            yield chunk, *decode_records_within(values, min_ts, max_ts)
-            chunk, values = [], []
-    if chunk:
-        yield chunk, *decode_records_within(values, min_ts, max_ts)
+    records = [rec for rec in activity if rec[2] is not None]
+    values: list[bytes] = list(map(_value_of, records))
+    count = len(values)
+    # A chunk ends after each record that is not one event object (an envelope, or a failure).
+    not_single = map(not_, map(bytes.startswith, values, repeat(b"{")))
+    start = 0
+    for end in [*compress(range(1, count + 1), not_single), count]:
+        for first in range(start, end, _RECORDS_PER_DECODE):
+            last = min(first + _RECORDS_PER_DECODE, end)
+            yield records[first:last], *decode_records_within(values[first:last], min_ts, max_ts)
+        start = end
 
 
 def process_batch(
