@@ -3,10 +3,13 @@ reasons out.
 
 A Kafka record of ``device-activity.v1`` is either one event object or an envelope (a JSON array of
 1–1,000 event objects, at most 1 MiB). :func:`decode_record` parses the record once with orjson and
-validates every event on its own (:mod:`schemas.event_rules`), so one bad event of an envelope rejects only
-itself; an envelope is first offered to the column-wise fast path (:mod:`schemas.envelope_columns`). Nothing
-here raises on bad input: every failure is an :class:`EventOutcome` carrying a :class:`Rejection` with a
-stable :class:`Reason` code (the DLQ ``error`` header and the ``reason`` metric label).
+judges every event on its own (:mod:`schemas.event_rules`), so one bad event of an envelope rejects only
+itself; an envelope's members are judged column by column (:mod:`schemas.envelope_columns`), and only the
+members that path names go through the per-member rules. :func:`decode_split_within` gives the same answer
+as valid events and *notes* (rejections, dropped fields) apart, with no outcome per valid event: the hot
+paths' form. Nothing here raises on bad input: every failure is an :class:`EventOutcome` carrying a
+:class:`Rejection` with a stable :class:`Reason` code (the DLQ ``error`` header and the ``reason`` metric
+label).
 
 Raw bytes of a rejection (what goes to the DLQ): for a single-event record, the record's original
 bytes; for an envelope member, ``orjson.dumps`` of the parsed member — the original byte slice is
