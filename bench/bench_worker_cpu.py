@@ -5,7 +5,9 @@ invalid, duplicates, reordering), splits them per partition into batches of ``--
 and times, on the same records in the same process:
 
 - ``loads``: ``orjson.loads`` of every record value (the raw loop's per-record work);
-- ``decode``: :func:`schemas.decoder.decode_record` of every record;
+- ``decode``: the batch loop's decoding (``streams.partition._decoded``: runs of single-event
+  records judged together, envelopes one by one, valid events and notes apart);
+- ``decode_record``: :func:`schemas.decoder.decode_record` of every record (an outcome per event);
 - ``decode_route``: plus the partition check of every valid event (``partition_for_key``);
 - ``group``: decode and group the valid events per student, route once per student;
 - ``presence``: ``group`` plus the presence rule (no usage);
@@ -38,12 +40,13 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from producers.simulator import build_records  # noqa: E402
-from schemas.decoder import Limits, decode_record  # noqa: E402
+from schemas.decoder import Limits, decode_record, decode_split_within  # noqa: E402
 from schemas.event import ActivityEvent  # noqa: E402
 from schemas.internal import UsagePartial  # noqa: E402
 from schemas.routing import partition_for_key  # noqa: E402
 from streams.batch_log import Intent  # noqa: E402
 from streams.partition import Params, Record, new_state, params_of, process_batch  # noqa: E402
+from streams.partition import _decoded as decoded_chunks  # noqa: E402
 from streams.student_token import DayKeyStore  # noqa: E402
 from streams.usage import to_rows  # noqa: E402
 
@@ -86,6 +89,14 @@ def stage_loads(batches: Batches, params: Params, now: int) -> None:
 def stage_decode(batches: Batches, params: Params, now: int) -> None:
     for bs in batches.values():
         for b in bs:
+            min_ts, max_ts = params.limits.ts_window(now)  # once per batch, as the worker does
+            for _chunk in decoded_chunks(b, min_ts, max_ts):
+                pass
+
+
+def stage_decode_record(batches: Batches, params: Params, now: int) -> None:
+    for bs in batches.values():
+        for b in bs:
             for rec in b:
                 decode_record(rec[2], now, params.limits)  # type: ignore[arg-type]
 
@@ -94,26 +105,24 @@ def stage_decode_route(batches: Batches, params: Params, now: int) -> None:
     n = params.partitions
     for bs in batches.values():
         for b in bs:
+            window = params.limits.ts_window(now)
             for rec in b:
-                for o in decode_record(rec[2], now, params.limits):  # type: ignore[arg-type]
-                    ev = o.event
-                    if ev is not None:
-                        partition_for_key(f"{ev.district_id}:{ev.student_id}".encode(), n)
+                for ev in decode_split_within(rec[2], *window)[0]:  # type: ignore[arg-type]
+                    partition_for_key(f"{ev.district_id}:{ev.student_id}".encode(), n)
 
 
 def _grouped(b: list[Record], params: Params, now: int) -> dict[str, list[ActivityEvent]]:
     """Decode a batch and group its valid events per student, as process_batch does."""
     groups: dict[str, list[ActivityEvent]] = {}
+    window = params.limits.ts_window(now)
     for rec in b:
-        for o in decode_record(rec[2], now, params.limits):  # type: ignore[arg-type]
-            ev = o.event
-            if ev is not None:
-                skey = f"{ev.district_id}:{ev.student_id}"
-                group = groups.get(skey)
-                if group is None:
-                    groups[skey] = [ev]
-                else:
-                    group.append(ev)
+        for ev in decode_split_within(rec[2], *window)[0]:  # type: ignore[arg-type]
+            skey = f"{ev.district_id}:{ev.student_id}"
+            group = groups.get(skey)
+            if group is None:
+                groups[skey] = [ev]
+            else:
+                group.append(ev)
     return groups
 
 
@@ -171,6 +180,7 @@ def stage_emit(batches: Batches, params: Params, now: int) -> None:
 STAGES: dict[str, Callable[[Batches, Params, int], None]] = {
     "loads": stage_loads,
     "decode": stage_decode,
+    "decode_record": stage_decode_record,
     "decode_route": stage_decode_route,
     "group": stage_group,
     "presence": stage_presence,

@@ -41,7 +41,14 @@ from producers.collector_tokens import TokenError as TokenError
 from producers.collector_tokens import add_token as add_token
 from producers.collector_tokens import load_tokens as load_tokens
 from producers.collector_tokens import tokens_path as tokens_path
-from schemas.decoder import EventOutcome, Limits, Reason, decode_record, encode_event
+from schemas.decoder import (
+    EventOutcome,
+    Limits,
+    Reason,
+    decode_record_within,
+    decode_split_within,
+    encode_event,
+)
 from schemas.dlq import COLLECTOR_SOURCE, dlq_record
 from schemas.event import ActivityEvent
 
@@ -49,8 +56,6 @@ OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi" / 
 # The producer's own linger: none, the collector batches windows itself (see make_producer).
 PRODUCER_LINGER_MS = 0
 _EVENT = itemgetter(1)
-_REJECTION = itemgetter(2)
-_DROPPED = itemgetter(3)
 _DISTRICT = itemgetter(3)
 # Failures of the whole body (not of one event): answered with an HTTP error, nothing produced.
 _RECORD_LEVEL = frozenset(
@@ -121,29 +126,34 @@ class Collector:
         body = await _read_body(request, self.settings.collector_max_body_bytes)
         if isinstance(body, web.Response):
             return body
-        now_ms = int(time.time() * 1000)
-        outcomes = decode_record(body, now_ms, self.limits)
-        first = outcomes[0].rejection
+        window = self.limits.ts_window(int(time.time() * 1000))
+        events, notes = decode_split_within(body, *window)
+        # The first event's rejection (index -1 or 0): record-level failures come alone.
+        first = notes[0].rejection if notes and notes[0].source_index <= 0 else None
         if first is not None and first.reason in _RECORD_LEVEL:
             status = 413 if first.reason == Reason.ENVELOPE_TOO_LARGE else 400
             return _error(status, first.reason.value, first.detail)
-        if len(outcomes) > self.settings.collector_max_events:
+        count = len(events) + list(map(_EVENT, notes)).count(None)  # valid + rejected
+        if count > self.settings.collector_max_events:
             return _error(413, "too_many_events", f"at most {self.settings.collector_max_events}")
-        wait = self._bucket(token_hash).take(len(outcomes), time.monotonic())
+        wait = self._bucket(token_hash).take(count, time.monotonic())
         if wait:
             return _error(429, "rate_limited", "slow down", retry_after=wait)
-        if self.in_flight + len(outcomes) > self.settings.collector_max_in_flight:
+        if self.in_flight + count > self.settings.collector_max_in_flight:
             return _error(503, "busy", "Kafka is behind; retry", retry_after=1)
         results: list[dict[str, Any]] = []
         valid: list[ActivityEvent] = []
         rejected: list[tuple[int, str | None, bytes, str, str]] = []
         answer: bytes | None = None
-        if _all_accepted(outcomes, district):
+        outcomes: list[EventOutcome] = []
+        if not notes and set(map(_DISTRICT, events)) == {district}:
             # The common case, checked column by column: every event valid, of the token's
             # district, nothing dropped. Its answer depends only on the number of events.
-            valid = list(map(_EVENT, outcomes))
-            answer = _all_accepted_answer(len(outcomes))
-        for outcome in outcomes if answer is None else ():
+            valid = events
+            answer = _all_accepted_answer(count)
+        else:  # the answer lists each event: its outcome, by position (same window, same answer)
+            outcomes = decode_record_within(body, *window)
+        for outcome in outcomes:
             index = max(outcome.source_index, 0)  # -1: the body was one event object
             event = outcome.event
             for name in outcome.dropped_fields:
@@ -164,7 +174,7 @@ class Collector:
                 rejected.append((index, None, outcome.raw or b"", reason, detail))
                 results.append(_rejected(index, reason, detail))
                 metrics.EVENTS_INVALID.labels(reason).inc()
-        self.in_flight += len(outcomes)
+        self.in_flight += count
         try:
             waits = []
             if valid:
@@ -175,7 +185,7 @@ class Collector:
         except Exception:  # noqa: BLE001 - Kafka failed: the device must retry all of it
             return _error(503, "kafka_unavailable", "events not stored; retry", retry_after=1)
         finally:
-            self.in_flight -= len(outcomes)
+            self.in_flight -= count
         metrics.COLLECTOR_EVENTS.labels("accepted").inc(len(valid))
         metrics.COLLECTOR_EVENTS.labels("rejected").inc(len(rejected))
         metrics.EVENTS_VALID.inc(len(valid))
@@ -222,16 +232,6 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     except Exception as exc:  # noqa: BLE001 - aiohttp's payload errors (e.g. broken gzip)
         return _error(400, "bad_gzip", f"body cannot be decoded: {exc}")
     return b"".join(chunks)
-
-
-def _all_accepted(outcomes: list[EventOutcome], district: str) -> bool:
-    """Whether every outcome is a valid event of ``district`` with no dropped field."""
-    count = len(outcomes)
-    if list(map(_REJECTION, outcomes)).count(None) != count:
-        return False
-    if any(map(_DROPPED, outcomes)):
-        return False
-    return set(map(_DISTRICT, map(_EVENT, outcomes))) == {district}
 
 
 @functools.lru_cache(maxsize=1024)
