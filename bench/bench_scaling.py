@@ -33,11 +33,10 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_worker import (  # noqa: E402
+    loader,
     metrics_count,
     raw_loop,
     ready,
@@ -54,13 +53,7 @@ from producers.simulator_records import Record  # noqa: E402
 
 async def produce(s: Settings, topic: str, records: list[Record]) -> None:
     """Send prepared envelopes to their partitions (as :func:`bench.bench_worker.load`)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap,
-        linger_ms=20,
-        compression_type="lz4",
-        max_batch_size=1024 * 1024,
-        max_request_size=8 * 1024 * 1024,
-    )
+    producer = loader(s)
     await producer.start()
     try:
         for p, key, value, _items in records:

@@ -69,15 +69,20 @@ def sim_items(count: int, students: int) -> list[SimItem]:
     return generate(config, int(time.time() * 1000) - span_ms, count)
 
 
-async def load(s: Settings, topic: str, items: list[SimItem], single: bool) -> int:
-    """Produce ``items`` in windows of 2,000 like the simulator; return the record count."""
-    producer = AIOKafkaProducer(
+def loader(s: Settings) -> AIOKafkaProducer:
+    """The producer that pre-loads a benchmark's topic (large batches, lz4)."""
+    return AIOKafkaProducer(
         bootstrap_servers=s.kafka_bootstrap,
         linger_ms=20,
         compression_type="lz4",
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,
     )
+
+
+async def load(s: Settings, topic: str, items: list[SimItem], single: bool) -> int:
+    """Produce ``items`` in windows of 2,000 like the simulator; return the record count."""
+    producer = loader(s)
     await producer.start()
     records = 0
     try:
