@@ -4,16 +4,16 @@ For each partition count it prepares the same simulator events (:mod:`producers.
 duplicates, reordering and 1 % invalid events) as per-partition envelopes. For each point it starts
 ``csync worker`` processes (the real faust shell, one consumer group) on a fresh, empty topic of that
 many partitions, waits until every one of them is ready (the group has settled: each owns its
-partitions), then produces the envelopes and times from the first record produced to the last event
-counted on /metrics. In the same run, the raw aiokafka consume + ``orjson.loads`` loop reads the
+partitions), pauses them (SIGSTOP), produces the envelopes, resumes them and times from the
+resumption to the last event counted on /metrics. In the same run, the raw aiokafka consume + ``orjson.loads`` loop reads the
 same topic. One ``RESULT`` line per point of the curve (median of ``--runs``)::
 
     RESULT name=scaling_8p_1w ours_events_per_s=... baseline_events_per_s=... ratio=...
 
 Why not from ``/readyz`` over a pre-loaded topic as :mod:`bench.bench_worker` does: the members of a
-group get ready seconds apart, and the first would handle most of a short topic alone. Producing
-after the group has settled costs the workers the producer's share of the cores (the figure is a
-lower bound of the consume side); kept short, as it runs inside ``make bench``. It starts its own
+group get ready seconds apart, and the first would handle most of a short topic alone. Paused while
+the topic fills (a few seconds, inside the group's session timeout), the workers do not share the
+cores with the producer's compression; kept short, as it runs inside ``make bench``. It starts its own
 Kafka (csync.stack, free ports, temp dir) unless ``KAFKA_BOOTSTRAP`` is set. The machine may be
 shared: numbers are noisy, compare ratios; with 2 cores, 2 workers share them with the broker.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,8 @@ async def ours_live(
     s: Settings, workers: int, records: list[Record], events: int, log: Path
 ) -> float:
     """Events/s of ``workers`` csync worker processes that own their partitions before the
-    events exist: from the first record produced to the last event counted.
+    events exist: paused (SIGSTOP) while the topic is filled, timed from their resumption to the
+    last event counted.
 
     Not from ``/readyz`` over a pre-loaded topic as :func:`bench.bench_worker.ours`: the group's
     members get ready seconds apart, and the first one would process most of a short topic alone
@@ -89,8 +91,16 @@ async def ours_live(
     procs = [start_worker(s, p, log / f"w{p}.log") for p in ports]
     try:
         await all_ready(ports, procs, log)
-        start = time.perf_counter()
-        await produce(s, s.topic_activity, records)
+        # Paused while the topic fills (2-4 s, well inside the group's 10 s session timeout): the
+        # producer's compression must not share the cores with the timed consumption.
+        for p in procs:
+            p.send_signal(signal.SIGSTOP)
+        try:
+            await produce(s, s.topic_activity, records)
+        finally:
+            start = time.perf_counter()
+            for p in procs:
+                p.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 600
         while sum(metrics_count(p) for p in ports) < events:
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
