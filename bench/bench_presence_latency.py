@@ -7,7 +7,9 @@ presence change. It samples one event in ``--sample`` and polls Redis every few 
 student's hash holds that event's ``ts`` (or a newer one, which makes the figure an upper bound).
 
 Baseline, in the same run: the same events read back from the activity topic by a plain aiokafka consumer
-tuned for latency — the part of the delay that is Kafka alone.
+tuned for latency — the part of the delay that is Kafka alone. Also in the same run, the sampled events' presence
+changes as a plain ``read_committed`` consumer of the presence topic sees them: production → the worker's output,
+the worker's share of the latency (the rest is the Redis sink's).
 
 Each of ``--runs`` (default 3) runs lasts ``--seconds``; the figures are the medians over runs. Uses the stack
 in the environment (``make bench`` starts one), else starts a throw-away one.
@@ -113,7 +115,10 @@ class Load:
         self.seq = 0
         self.pending: dict[str, tuple[int, float]] = {}
         """Sampled student key → (event ts, wall time sent)."""
+        self.emitted: dict[bytes, tuple[int, float]] = {}
+        """The same samples, until the worker's presence change for them is on the presence topic."""
         self.presence_ms: list[float] = []
+        self.topic_ms: list[float] = []
         self.kafka_ms: list[float] = []
 
     def events(self, n: int, now_ms: int) -> dict[int, list[bytes]]:
@@ -138,7 +143,7 @@ class Load:
                 orjson.dumps(event)
             )
             if self.seq % self.sample == 0 and key not in self.pending:
-                self.pending[key] = (now_ms, time.time())
+                self.pending[key] = self.emitted[key.encode()] = (now_ms, time.time())
         return out
 
     async def produce(self, rate: float, seconds: float, measuring: bool = True) -> float:
@@ -164,6 +169,7 @@ class Load:
             await producer.stop()
         if not measuring:
             self.pending.clear()
+            self.emitted.clear()
         return sent / (time.monotonic() - started)
 
     async def watch_redis(self, redis: Redis, stop: asyncio.Event, record: bool) -> None:
@@ -189,6 +195,18 @@ class Load:
 
     give_up = float("inf")
     unseen = 0
+
+    async def watch_presence_topic(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Production → the worker's presence change on the presence topic (the worker's share)."""
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batches.values():
+                for record in records:
+                    sampled = self.emitted.get(record.key)
+                    if sampled and orjson.loads(record.value)["ts"] >= sampled[0]:
+                        del self.emitted[record.key]
+                        self.topic_ms.append((now - sampled[1]) * 1000)
 
     async def watch_kafka(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """The baseline: production → a plain consumer, for every event."""
@@ -256,6 +274,8 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
         for n in range(args.runs):
             load.presence_ms.clear()
             load.kafka_ms.clear()
+            load.topic_ms.clear()
+            load.emitted.clear()
             consumer = AIOKafkaConsumer(
                 settings.topic_activity,
                 bootstrap_servers=settings.kafka_bootstrap,
@@ -265,12 +285,23 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
             )
             await consumer.start()
             await consumer.seek_to_end()
+            changes = AIOKafkaConsumer(
+                settings.topic_presence,
+                bootstrap_servers=settings.kafka_bootstrap,
+                group_id=f"bench-latency-{uuid.uuid4().hex[:6]}",
+                auto_offset_reset="latest",
+                isolation_level="read_committed",  # what the Redis sink reads
+                fetch_max_wait_ms=5,
+            )
+            await changes.start()
+            await changes.seek_to_end()
             before = scrape_all(ports)
             stop = asyncio.Event()
             load.give_up = float("inf")
             watchers = [
                 asyncio.ensure_future(load.watch_redis(redis, stop, record=True)),
                 asyncio.ensure_future(load.watch_kafka(consumer, stop)),
+                asyncio.ensure_future(load.watch_presence_topic(changes, stop)),
             ]
             achieved = await load.produce(args.rate, args.seconds)
             load.give_up = (
@@ -280,13 +311,16 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
             load.unseen = 0
             await asyncio.gather(*watchers)
             await consumer.stop()
+            await changes.stop()
             stages = stage_p99(before, scrape_all(ports))
             p = percentiles(load.presence_ms)
             k = percentiles(load.kafka_ms)
+            w = percentiles(load.topic_ms)
             print(
                 f"run {n + 1}: {achieved:,.0f} ev/s; presence p50/p95/p99 {p[0]:.0f}/{p[1]:.0f}/"
                 f"{p[2]:.0f} ms ({len(load.presence_ms)} samples, {load.unseen} unseen after 10 s); Kafka "
-                f"alone {k[0]:.0f}/{k[1]:.0f}/{k[2]:.0f} ms",
+                f"alone {k[0]:.0f}/{k[1]:.0f}/{k[2]:.0f} ms; on the presence topic "
+                f"{w[0]:.0f}/{w[1]:.0f}/{w[2]:.0f} ms",
                 flush=True,
             )
             if stages:
@@ -306,7 +340,8 @@ async def run(settings: Settings, args: argparse.Namespace, log_dir: Path) -> No
             for key, value in (
                 ("rate_per_s", achieved), ("presence_p50_ms", p[0]), ("presence_p95_ms", p[1]),
                 ("presence_p99_ms", p[2]), ("kafka_p50_ms", k[0]), ("kafka_p95_ms", k[1]),
-                ("kafka_p99_ms", k[2]), ("samples", float(len(load.presence_ms))),
+                ("kafka_p99_ms", k[2]), ("topic_p50_ms", w[0]), ("topic_p95_ms", w[1]),
+                ("topic_p99_ms", w[2]), ("samples", float(len(load.presence_ms))),
             ):  # fmt: skip
                 summary.setdefault(key, []).append(value)
         medians = " ".join(f"{k}={statistics.median(v):.1f}" for k, v in summary.items())

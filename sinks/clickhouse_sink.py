@@ -34,27 +34,17 @@ import asyncio
 import hashlib
 import logging
 import sys
-from collections.abc import Callable
-from functools import reduce
-from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from schemas.internal import (
-    V2_HEAD,
-    V2_SECTIONS,
-    InternalFormatError,
-    UsageHeader,
-    UsagePartial,
-    usage_header,
-)
+from schemas.internal import InternalFormatError, UsageHeader, UsagePartial, usage_header
 from sinks.migrate import check_identifier
 from sinks.shape import FlushResult, PermanentSinkError
+from sinks.usage_arrow import PartialRecord, partials_table
 
 log = logging.getLogger(__name__)
 
@@ -81,111 +71,6 @@ PERMANENT_CODES = frozenset(
 # Recent srcs remembered per usage-cells partition (see the module doc). A re-sent partial follows the original
 # closely: the worker re-sends only when the original is not among the last 64 records of the partition.
 SRC_MEMORY = 4096
-
-# app and sub_app are large_string (64-bit offsets): a batch's strings can never overflow them.
-_SCHEMA = pa.schema(
-    [
-        ("minute", pa.uint32()),
-        ("app", pa.large_string()),
-        ("sub_app", pa.large_string()),
-        ("student_token", pa.uint64()),
-        ("active_ms", pa.uint64()),
-        ("src_partition", pa.uint32()),
-        ("src_offset", pa.uint64()),
-    ]
-)
-
-# A buffered usage-cells record: its partition and offset in that topic, then its UsageHeader (format-2 bytes,
-# src, counts). A plain tuple of ints and bytes: the garbage collector stops tracking it at once.
-_Record = tuple[int, int, bytes, int, int, int, int, int, int, int, int]
-
-
-def _table(records: list[_Record]) -> pa.Table:
-    """Buffered partials → one Arrow table of :data:`_SCHEMA`, with no Python work per row or per section.
-
-    The records' bytes are joined once; each section of :data:`~schemas.internal.V2_SECTIONS` is then gathered
-    from all of them at once by flattening a list view (offsets and sizes computed from the headers' counts).
-    Fixed-width columns are those bytes as they are; the string columns come from the partials' dictionaries
-    (:func:`_strings`); the source columns repeat each record's partition and offset over its rows. Raises
-    ValueError / ArrowException if a partial's dictionaries or indexes are bad.
-    """
-    if not records:
-        return _SCHEMA.empty_table()
-    partition, offset, raw, _, _, _, rows, apps, subs, app_bytes, sub_bytes = zip(
-        *records, strict=True
-    )
-    n = sum(rows)
-    if not n:
-        return _SCHEMA.empty_table()
-    counts = [pa.array(c, pa.int64()) for c in (rows, apps, subs, app_bytes, sub_bytes)]
-    joined = b"".join(raw)
-    values = pa.Array.from_buffers(pa.uint8(), len(joined), [None, pa.py_buffer(joined)])
-    start = pa.array(list(accumulate(map(len, raw), initial=V2_HEAD.size))[:-1], pa.int64())
-    sections: dict[str, pa.Array] = {}
-    for name, _, *per_unit in V2_SECTIONS:
-        terms = [pc.multiply(c, k) for c, k in zip(counts, per_unit, strict=True) if k]
-        size = reduce(pc.add, terms)
-        sections[name] = pa.LargeListViewArray.from_arrays(start, size, values).flatten()
-        start = pc.add(start, size)
-
-    has_rows = pc.greater(counts[0], 0)  # a run may not be empty: partials without rows have none
-    run_ends = pc.cumulative_sum(counts[0]).filter(has_rows)
-
-    def per_row(per_record: pa.Array) -> pa.Array:
-        """One value per record, repeated over its rows (run-end decoding, in C)."""
-        ree = pa.RunEndEncodedArray.from_arrays(run_ends, per_record.filter(has_rows))
-        return pc.run_end_decode(ree)
-
-    arrays = [
-        _fixed(sections["minute"], pa.uint32(), n),
-        _strings(sections, "app", counts[1], counts[3], per_row, n),
-        _strings(sections, "sub", counts[2], counts[4], per_row, n),
-        _fixed(sections["token"], pa.uint64(), n),
-        _fixed(sections["active_ms"], pa.uint64(), n),
-        per_row(pa.array(partition, pa.uint32())),
-        per_row(pa.array(offset, pa.uint64())),
-    ]
-    return pa.Table.from_arrays(arrays, schema=_SCHEMA)
-
-
-def _fixed(section: pa.Array, type_: pa.DataType, n: int) -> pa.Array:
-    """A gathered section (bytes, little-endian like the host: checked at start) as ``n`` values of ``type_``."""
-    if len(section) != n * type_.byte_width:  # the sizes were checked on add: a guard
-        raise ValueError(f"{len(section)} bytes for {n} values of {type_}")
-    return pa.Array.from_buffers(type_, n, [None, section.buffers()[1].slice(section.offset)])
-
-
-def _strings(
-    sections: dict[str, pa.Array],
-    name: str,
-    entries: pa.Array,
-    utf8_bytes: pa.Array,
-    per_row: Callable[[pa.Array], pa.Array],
-    n: int,
-) -> pa.Array:
-    """The ``app`` (``name="app"``) or ``sub_app`` (``"sub"``) column, from ``entries`` and ``utf8_bytes`` (the
-    size of each record's dictionary) and the gathered sections.
-
-    Every partial's dictionary indexes its own rows only. The dictionaries form one string array; each row's
-    index is checked against its own dictionary's size, shifted by the entries of the dictionaries before its
-    own, and taken.
-    """
-    total = pc.sum(entries).as_py()
-    sizes = _fixed(sections[f"{name}_sizes"], pa.uint32(), total).cast(pa.int64())
-    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(sizes)])
-    # Each partial's sizes must add up to its own bytes, or its strings would shift into its neighbour's.
-    if not pc.take(offsets, pc.cumulative_sum(entries)).equals(pc.cumulative_sum(utf8_bytes)):
-        raise ValueError(f"{name} dictionary sizes do not add up to its bytes")
-    utf8 = sections[f"{name}_utf8"]
-    dictionary = pa.Array.from_buffers(
-        pa.large_string(), total, [None, offsets.buffers()[1], utf8.buffers()[1].slice(utf8.offset)]
-    )
-    dictionary.validate(full=True)  # offsets inside the bytes, and every entry UTF-8
-    local = _fixed(sections[f"{name}_index"], pa.uint32(), n)
-    if not pc.all(pc.less(local, per_row(entries))).as_py():
-        raise ValueError(f"a {name} index past its partial's dictionary")
-    before = pc.subtract(pc.cumulative_sum(entries), entries)
-    return pc.take(dictionary, pc.add(local, per_row(before)))
 
 
 def _progress_carrier(copy: bytes) -> UsageHeader | None:
@@ -224,7 +109,7 @@ class ClickHouseUsageSink:
         self.db = check_identifier(database)
         self._written: dict[int, int] = {}  # partition → highest offset already in ClickHouse
         self._ranges: dict[int, tuple[int, int, int]] = {}
-        self._records: list[_Record] = []  # rows are never decoded here, only their header
+        self._records: list[PartialRecord] = []  # rows are never decoded here, only their header
         self._rows = 0
         self._replays = 0  # records skipped as already written, since the last flush
         # usage-cells partition → {src: offset of the record that carried it}, oldest first
@@ -323,7 +208,7 @@ class ClickHouseUsageSink:
     def build_table(self) -> pa.Table:
         """The buffer as one Arrow table of ``app_minute_in``'s columns (PermanentSinkError if it cannot be)."""
         try:
-            return _table(self._records)
+            return partials_table(self._records)
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise PermanentSinkError(
                 f"usage-cells record {self._bad_record()} does not fit the input table: {exc}"
@@ -333,7 +218,7 @@ class ClickHouseUsageSink:
         """``partition@offset`` of the first buffered record that does not convert alone (error path only)."""
         for record in self._records:
             try:
-                _table([record])
+                partials_table([record])
             except (pa.ArrowException, OverflowError, TypeError, ValueError):
                 return f"{record[0]}@{record[1]}"
         return "?"

@@ -46,6 +46,7 @@ def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=settings.sink_max_batch,
+        fetch_max_wait_ms=settings.sink_fetch_wait_ms,
     )
 
 

@@ -156,6 +156,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=s.worker_fetch_bytes,
             fetch_max_bytes=s.worker_fetch_bytes * 4,
+            fetch_max_wait_ms=s.worker_fetch_wait_ms,
             # roster p with activity p on one member (one protocol only: see streams.assignor)
             partition_assignment_strategy=(CoPartitionedAssignor,),
         )
