@@ -232,6 +232,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                     for tp in assigned
                     if tp.topic == self.s.topic_activity and tp.partition not in runner.states
                 ]
+                # Fence the previous owners of all of them at once (the recoveries are one by one).
+                await asyncio.gather(*map(self.producers.open, todo))
                 firsts: dict[int, tuple[int, int]] = {}
                 for p in todo:
                     n = await runner.recover(p, todo, firsts)

@@ -51,8 +51,10 @@ class PartitionProducers:
         return self._producers[partition]
 
     async def open(self, partition: int) -> None:
-        """Start ``partition``'s producer: fences its previous owner (see the module docstring)."""
-        await self.close(partition)
+        """Start ``partition``'s producer: fences its previous owner (see the module docstring).
+        A no-op when it is open already (a fenced producer is closed at once)."""
+        if partition in self._producers:
+            return
         s = self.s
         producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,

@@ -46,7 +46,7 @@ class Transactions(Protocol):
 
     async def open(self, partition: int) -> None:
         """Become the partition's writer: fence its previous owner and settle whatever that one
-        left open, so the log read afterwards is final."""
+        left open, so the log read afterwards is final (a no-op when open already)."""
 
     async def close(self, partition: int) -> None:
         """Stop writing the partition (revoked)."""
