@@ -1,4 +1,4 @@
-"""The batch log's records and recovery plan: replay every continuing intent, emit the last."""
+"""The batch log's records and recovery plan: replay every continuing intent, emit none."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _chain(sizes: list[tuple[int, int]]) -> list[Intent]:
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2)), max_size=12), st.data())
 def test_the_plan_replays_the_chain(sizes: list[tuple[int, int]], data: st.DataObject) -> None:
     chain = _chain(sizes)
-    # stale duplicates (a zombie worker's) anywhere in the log
+    # stale duplicates (a log written before the fencing transactions) anywhere in the log
     # (of batches that read input: a timer batch's duplicate continues the chain like it)
     log = list(chain)
     reading = [i for i in chain if i.act_first <= i.act_last or i.roster_first <= i.roster_last]
