@@ -67,6 +67,10 @@ from streams.progress import Progress
 log = logging.getLogger(__name__)
 ONLINE_EXPORT_S = 5.0  # how often the online-students gauge is recounted (a pass over the states)
 TRIM_EVERY_S = 1.0
+# A partition fenced while the group still deals it here (its transaction timed out, no rebalance
+# came) would never be processed again: after this long without a rebalance the worker exits and
+# its supervisor restarts it.
+FENCED_ASSIGNED_S = 60.0
 try:  # glibc only; elsewhere trimming is skipped
     _trim: Any = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
 except (OSError, AttributeError):
@@ -108,6 +112,9 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._recovering = False
         self._last_trim = 0.0
         self._committed: dict[TopicPartition, int] = {}
+        self._fenced_at: dict[
+            int, float
+        ] = {}  # partition -> when it was fenced (until a rebalance)
         self._last_commit = 0.0
         self.started = False  # start() finished: clients connected, subscribed
         self.failed = False  # run() raised: the process must stop
@@ -200,6 +207,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 async with self._lock:
                     await self._handle(batch)
                     await self._mark_positions()
+                self._check_fenced()
                 self.progress.tick()
                 if time.monotonic() - self._last_trim >= TRIM_EVERY_S:
                     self._last_trim = time.monotonic()
@@ -220,6 +228,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._dlq_limit.forget(tp.partition)
             await progress.flush()  # the last offsets processed here, before another worker
             progress.forget(revoked)
+            runner.fenced_at.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         runner = self.runner
@@ -320,6 +329,17 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         mine = {tp: o for tp, o in offsets.items() if tp in owned}
         if mine:
             await self.consumer.commit(mine)
+
+    def _check_fenced(self) -> None:
+        """Raise when a partition fenced ``FENCED_ASSIGNED_S`` ago is still dealt here (see
+        ``FENCED_ASSIGNED_S``); a fenced zombie is re-dealt by a rebalance long before."""
+        assert self.consumer is not None and self.runner is not None  # noqa: S101 - started
+        now = time.monotonic()
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        fenced = self.runner.fenced_at.items()
+        stuck = sorted(p for p, t in fenced if now - t > FENCED_ASSIGNED_S)
+        if set(stuck) & owned:
+            raise RuntimeError(f"partitions {stuck} fenced but still assigned here, no rebalance")
 
     async def _mark_positions(self) -> None:
         """Mark the consumer's positions where they passed the states' offsets: every record a

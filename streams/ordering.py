@@ -94,6 +94,7 @@ class BatchRunner:
         self.states: dict[int, PartitionState] = {}
         self._intents_since_snap: dict[int, int] = {}
         self._last_snap: dict[int, float] = {}
+        self.fenced_at: dict[int, float] = {}  # fenced partitions -> when (the caller clears it)
 
     def batch(
         self, p: int, act: list[Record], roster: list[Record], now_ms: int, close: bool
@@ -141,6 +142,7 @@ class BatchRunner:
 
     async def _fenced(self, p: int) -> None:
         log.warning("partition %d was taken over by another worker: dropped here", p)
+        self.fenced_at.setdefault(p, self._clock())
         self.drop(p)
         await self.txn.close(p)
 

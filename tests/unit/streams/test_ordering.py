@@ -323,7 +323,7 @@ async def test_a_stalled_owner_is_fenced_and_lands_nothing(uncrashed: Store) -> 
     before = store.sizes(0)
     rows = await a.emit(stalled)  # A resumes
     assert [n is None for n in rows] == [intent.partition == 0 for intent, _out in stalled]
-    assert 0 not in a.states and 1 in a.states
+    assert 0 not in a.states and 1 in a.states and set(a.fenced_at) == {0}
     assert len(store.log[0]) == before[0], "the fenced batch's intent landed"
     assert len(store.partials) == before[1] + sum(1 for n in rows if n), "a fenced partial landed"
     for poll in range(11, POLLS + 1):
