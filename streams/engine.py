@@ -112,9 +112,6 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._recovering = False
         self._last_trim = 0.0
         self._committed: dict[TopicPartition, int] = {}
-        self._fenced_at: dict[
-            int, float
-        ] = {}  # partition -> when it was fenced (until a rebalance)
         self._last_commit = 0.0
         self.started = False  # start() finished: clients connected, subscribed
         self.failed = False  # run() raised: the process must stop
@@ -224,7 +221,7 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             for tp in revoked:
                 if tp.topic == self.s.topic_activity:
-                    await runner.close(tp.partition)  # a no-op but the close if fenced already
+                    await runner.close(tp.partition)  # snapshot, forget, close (no-op if gone)
                     self._dlq_limit.forget(tp.partition)
             await progress.flush()  # the last offsets processed here, before another worker
             progress.forget(revoked)
