@@ -274,7 +274,10 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         done: list[Batch] = []
         for p, state in list(runner.states.items()):
             a, r = act.get(p, []), roster.get(p, [])
-            close = closes(p, a[-1][0] + 1 if a else state.act_next, ends)
+            read_to = a[-1][0] + 1 if a else state.act_next
+            if p in ends and read_to < ends[p]:  # read past the transaction markers after it?
+                read_to = max(read_to, await self._position(p))
+            close = closes(p, read_to, ends)
             if not a and not r and not close:
                 continue
             b = runner.batch(p, a, r, now, close)
@@ -312,6 +315,15 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             if recs:
                 (act if is_act else roster).setdefault(tp.partition, []).extend(recs)
         return act, roster
+
+    async def _position(self, p: int) -> int:
+        """The group consumer's next offset of activity partition ``p``: past the commit markers
+        of the transactions (re-routed events) its last records belonged to. The end offsets are
+        ``read_committed`` ones (the last stable offset), so a partition read to its end has its
+        position there, while its state's offset stops at the last record."""
+        assert self.consumer is not None  # noqa: S101 - started
+        tp = TopicPartition(self.s.topic_activity, p)
+        return int(await self.consumer.position(tp)) if tp in self.consumer.assignment() else 0
 
     async def _end_offsets(self, partitions: list[int]) -> dict[int, int]:
         assert self.reader is not None  # noqa: S101 - started
