@@ -7,7 +7,7 @@ a real Prometheus with the alert rules):
    alert is pending; a one-shot ``csync lag`` of its own never guesses (OK or n/a, never STALL or WARN);
 2. a hung worker (SIGSTOP) turns the worker group STALL or STOP within the window, the panel shows it and
    ``CsyncConsumerStalledOrStopped`` goes pending; once it is killed the other worker takes over: OK again;
-3. a slowed ClickHouse sink (each insert 1 s, 4 records a batch: 1 per partition) turns its group WARN; restarted at full
+3. a slowed ClickHouse sink (each insert 0.5 s, 8 records a batch: 2 per partition) turns its group WARN; restarted at full
    speed it drains and turns OK.
 """
 
@@ -303,7 +303,7 @@ async def wait_prometheus(prom: str, condition: Callable[[], bool], what: str) -
 async def slowed_sink_phase(pipeline: Pipeline, settings: Settings, url: str, prom: str) -> None:
     group = settings.sink_group_clickhouse
     assert pipeline.stop_clickhouse_sink() == 0
-    pipeline.start_clickhouse_sink(faults="slow_insert_ms=1000", sink_max_batch=4)
+    pipeline.start_clickhouse_sink(faults="slow_insert_ms=500", sink_max_batch=8)
     slowed_at = time.monotonic()
     view = await wait_status(pipeline, url, group, {Status.WARN}, timeout_s=90)
     table = await asyncio.to_thread(csync_lag, settings, "--exporter", url)
