@@ -7,7 +7,9 @@ the simulator, the roster loader, the lag monitor, purge and topic administratio
 
 Every producer adds :func:`producer_options`: ``acks="all"`` and idempotence, so a record is acknowledged only
 once ``min.insync.replicas`` copies hold it, and a retry after a leader change never writes it twice. Those
-retries are counted (``csync_producer_retries_total``) from aiokafka's sender, which logs each one.
+retries are counted (``csync_producer_retries_total``) from aiokafka's sender, which logs each one. Every
+consumer of a topic the worker writes adds :func:`consumer_options` (``read_committed``: the worker writes in
+transactions, see ``streams.engine``).
 
 Promises: the password is read from ``KAFKA_SASL_PASSWORD_FILE`` when set (a mounted Secret, re-read at each
 client creation so a rotated Secret is used by the next connection), never logged and never put in an error
@@ -81,6 +83,14 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = sasl_password(settings)
     return options
+
+
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    """:func:`kafka_options` plus ``isolation_level="read_committed"``: what every consumer of a topic the
+    worker writes uses (activity, state, usage-cells, presence, DLQ). The worker writes each batch in a
+    Kafka transaction; a reader of uncommitted records would see the batches of a fenced (stalled)
+    worker, which its transaction never committed, and aborted ones."""
+    return {**kafka_options(settings), "isolation_level": "read_committed"}
 
 
 def producer_options(settings: Settings) -> dict[str, Any]:

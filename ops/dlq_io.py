@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from csync.kafka_client import kafka_options, producer_options
+from csync.kafka_client import consumer_options, kafka_options, producer_options
 from csync.settings import Settings
 from ops.dlq import (
     REDRIVE_HEADER,
@@ -38,7 +38,7 @@ def ledger_topic(settings: Settings) -> str:
 
 async def read_dlq(settings: Settings) -> list[DlqRecord]:
     """Every DLQ record now (oldest first per partition)."""
-    reader = new_reader(settings.kafka_bootstrap, **kafka_options(settings))
+    reader = new_reader(settings.kafka_bootstrap, **consumer_options(settings))
     await reader.start()
     try:
         return [
@@ -51,7 +51,7 @@ async def read_dlq(settings: Settings) -> list[DlqRecord]:
 
 async def load_ledger(settings: Settings) -> Ledger:
     """The redrive ledger (empty when no redrive ever ran)."""
-    reader = new_reader(settings.kafka_bootstrap, **kafka_options(settings))
+    reader = new_reader(settings.kafka_bootstrap, **consumer_options(settings))
     await reader.start()
     try:
         entries = [
@@ -94,7 +94,7 @@ async def resolve_uncertain(settings: Settings, ledger: Ledger) -> dict[DlqId, t
         min(ledger.uncertain.values()) - 60_000
     )  # producer and broker clocks may differ a little
     found: dict[DlqId, tuple[int, int]] = {}
-    reader = new_reader(settings.kafka_bootstrap, **kafka_options(settings))
+    reader = new_reader(settings.kafka_bootstrap, **consumer_options(settings))
     await reader.start()
     try:
         parts = await partitions_of(reader, settings.topic_activity)

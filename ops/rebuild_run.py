@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from aiokafka import TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import consumer_options, kafka_options
 from csync.settings import Settings
 from ops.rebuild import RawRecord
 from privacy.kafka_scan import new_reader, partitions_of, scan_records, topic_configs
@@ -36,7 +36,7 @@ async def raw_horizons(settings: Settings) -> tuple[int, int | None]:
         .get(topic, {})
         .get("retention.ms", "-1")
     )
-    reader = new_reader(settings.kafka_bootstrap, **kafka_options(settings))
+    reader = new_reader(settings.kafka_bootstrap, **consumer_options(settings))
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]
@@ -55,7 +55,7 @@ async def raw_horizons(settings: Settings) -> tuple[int, int | None]:
 async def read_raw(settings: Settings, since_ms: int) -> list[RawRecord]:
     """Every raw record that arrived at or after ``since_ms`` (log order per partition), up to now's end."""
     topic = settings.topic_activity
-    reader = new_reader(settings.kafka_bootstrap, **kafka_options(settings))
+    reader = new_reader(settings.kafka_bootstrap, **consumer_options(settings))
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]

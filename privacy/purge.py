@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from csync.kafka_client import kafka_options, producer_options
+from csync.kafka_client import consumer_options, kafka_options, producer_options
 from csync.redis_client import AnyRedis, redis_client
 from csync.settings import Settings
 from privacy.audit import AuditLog
@@ -156,7 +156,7 @@ class _Purger:
         self.dry_run = dry_run
         self.prefix = f"{district}:".encode()
         self.reader: AIOKafkaConsumer = new_reader(
-            settings.kafka_bootstrap, **kafka_options(settings)
+            settings.kafka_bootstrap, **consumer_options(settings)
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,

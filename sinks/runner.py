@@ -8,7 +8,10 @@ This loop reads the sink's input topic with manual commits and, for each batch:
    more to read. Under load that still batches: whatever arrives while one flush runs is the next batch;
 2. flushes; a transient failure is retried with exponential backoff while the partitions are paused (so the
    consumer stays in its group and reads nothing new) — nothing is committed, nothing dropped;
-3. commits the offsets just past the flushed records, and only those.
+3. commits the offsets just past the flushed records, and only those — or the consumer's position when that is
+   further: the worker writes in transactions, the sink reads ``read_committed``, and what lies between the last
+   record and the position is transaction markers (and aborted records), which committing the last record + 1
+   would leave behind as a lag of 1 forever.
 
 A :class:`~sinks.shape.PermanentSinkError` (a batch that can never be written, e.g. a schema mismatch) stops the
 loop loudly; a :class:`~sinks.shape.SourceRewind` drops the buffer and re-reads every assigned partition from its
@@ -123,9 +126,20 @@ class SinkLoop:
     def _time_left(self) -> float:
         return self.flush_interval_s - (time.monotonic() - self._batch_started)
 
+    async def _past_markers(self) -> dict[TopicPartition, int]:
+        """The offsets to commit for what is buffered: past the buffered records, and past the transaction
+        markers after them (the position: every record a poll returned is buffered)."""
+        offsets = dict(self._next)
+        assigned = self.consumer.assignment()
+        for tp, offset in offsets.items():
+            if tp in assigned:
+                with contextlib.suppress(IllegalStateError):
+                    offsets[tp] = max(offset, await self.consumer.position(tp))
+        return offsets
+
     async def _flush_and_commit(self, stop: asyncio.Event | None) -> None:
         await self._flush_with_retry(stop)
-        offsets = dict(self._next)
+        offsets = await self._past_markers()
         self._next.clear()
         self._batch_started = time.monotonic()
         if offsets:
@@ -217,7 +231,7 @@ class SinkLoop:
                     self.sink.flush(), timeout=max(5.0, self.flush_interval_s)
                 )
                 self._count(result)
-                await self.consumer.commit(dict(self._next))
+                await self.consumer.commit(await self._past_markers())
             except Exception:
                 log.warning(
                     "%s sink: flush on rebalance failed; records will be re-read", self.sink.name

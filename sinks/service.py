@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from csync.kafka_client import check_credentials, kafka_options
+from csync.kafka_client import check_credentials, consumer_options
 from csync.redis_client import redis_client
 from csync.settings import Settings
 from csync.topics import TopicsNotProvisioned, check_topics, worker_topic_specs
@@ -40,11 +40,10 @@ log = logging.getLogger(__name__)
 def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
-        **kafka_options(settings),
+        **consumer_options(settings),  # read_committed: the worker writes in transactions
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level="read_committed",
         max_poll_records=settings.sink_max_batch,
         fetch_max_wait_ms=settings.sink_fetch_wait_ms,
     )

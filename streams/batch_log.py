@@ -1,12 +1,13 @@
 """The worker's write-ahead batch log: intents, snapshots, and the recovery plan read from them.
 
-Each input partition has a slot (the same partition) of the internal state topic. Before any
-output of a batch leaves, the batch's :class:`Intent` is appended there; every few seconds a
-snapshot of the partition state follows (written only after the outputs of every earlier intent
-were acknowledged). :class:`BatchLog` is that log as a protocol — the Kafka adapter is
-:class:`streams.kafka_io.KafkaBatchLog` — and :func:`recovery_plan` is what recovery does with
-it: restore the last snapshot, replay every later intent that continues it, and emit the outputs
-of the last one only ("replay all, emit the last").
+Each input partition has a slot (the same partition) of the internal state topic. A batch's
+:class:`Intent` is appended there in the same transaction as all the batch's outputs (see
+:mod:`streams.ordering`), so a committed intent means committed outputs and the log holds no
+other; every few seconds a snapshot of the partition state follows (after every earlier intent
+was committed). :class:`BatchLog` is that log as a protocol — the Kafka adapter is
+:class:`streams.kafka_io.KafkaBatchLog`, read with ``read_committed`` — and :func:`recovery_plan`
+is what recovery does with it: restore the last snapshot and replay every later intent that
+continues it, emitting nothing ("replay all, emit none").
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def continuing(intents: list[Intent], act_next: int, roster_next: int) -> list[I
 
     Each kept intent moves the expected offsets on (as :func:`streams.partition.process_batch`
     moves the state's), so a chain of batches is replayed whole; an intent that does not start where
-    the chain stands (a stale duplicate, e.g. of a zombie worker) is skipped.
+    the chain stands (a stale duplicate: a log written before the fencing transactions) is
+    skipped.
     """
     kept: list[Intent] = []
     for i in intents:
@@ -83,33 +85,22 @@ class LogTail(NamedTuple):
 
 
 class BatchLog(Protocol):
-    """The per-partition batch log. Every append returns once the log acknowledged it."""
+    """The per-partition batch log. Appends happen inside the partition's transaction: they
+    are visible once it commits."""
 
     async def append_intents(self, intents: list[Intent]) -> None:
-        """Append each intent to its partition's slot (one per partition)."""
+        """Append each intent to its partition's slot (one per partition), inside the partition's
+        open transaction."""
 
     async def append_snapshot(self, partition: int, snapshot: bytes) -> None:
-        """Append an encoded partition state."""
+        """Append an encoded partition state (inside the partition's open transaction)."""
 
     async def tail(self, partition: int) -> LogTail:
-        """The last snapshot of ``partition`` and the intents after it."""
+        """The last committed snapshot of ``partition`` and the committed intents after it."""
 
 
-class Replay(NamedTuple):
-    """What recovery replays: ``silent`` intents (their outputs were acknowledged), then ``last``
-    (its outputs may or may not have been sent before the crash: emitted again)."""
-
-    silent: list[Intent]
-    last: Intent | None
-
-
-def recovery_plan(intents: list[Intent], act_next: int, roster_next: int) -> Replay:
-    """Replay all intents that continue the restored state; emit the outputs of the last only.
-
-    An intent is appended only after the outputs of the previous intent of its partition were
-    acknowledged, so only the last one can have unsent outputs.
-    """
-    chain = continuing(intents, act_next, roster_next)
-    if not chain:
-        return Replay([], None)
-    return Replay(chain[:-1], chain[-1])
+def recovery_plan(intents: list[Intent], act_next: int, roster_next: int) -> list[Intent]:
+    """The intents to replay over the restored state, in order; their outputs are not emitted
+    again: each was committed in the same transaction as its intent (``read_committed`` readers
+    never see an intent without its outputs)."""
+    return continuing(intents, act_next, roster_next)

@@ -4,25 +4,29 @@ Crash safety — why not ``processing_guarantee="exactly_once"``: faust-streamin
 has open reports of duplicates after a kill (faust-streaming/faust#517), sends outside the
 transaction (#177), crashes on rebalance (#323) and at start (#440); its at-least-once commit
 tracking has an open bug committing past an in-flight message (#606). So the hot path is plain
-aiokafka inside the faust app, and exactness comes from determinism instead of transactions:
+aiokafka inside the faust app, with Kafka transactions of our own:
 :func:`streams.partition.process_batch` is a deterministic function of (state, intent, records),
-and :class:`streams.ordering.BatchRunner` keeps the order of intents, outputs and snapshots that
-makes a crash at any point recoverable (its docstring says how; :mod:`streams.kafka_io` holds
-its Kafka adapters).
+and :class:`streams.ordering.BatchRunner` commits each batch's intent together with all its
+outputs in one transaction of the partition's producer (:mod:`streams.kafka_io` holds the Kafka
+adapters). Recovery restores the last snapshot and replays the committed intents after it
+without emitting anything: their outputs were committed with them. Every reader of what the
+worker writes is ``read_committed`` (:func:`csync.kafka_client.consumer_options`).
 
-Exactly-once effect per output after recovery: the last intent is replayed *with* its outputs,
-except a usage partial already found among the last records of its usage-cells partition; a
-re-sent partial is byte-identical and has the same ``src``, which the ClickHouse sink also drops
-among the recent records it saw. Presence changes are idempotent (last write wins by ``ts``). DLQ
-records and re-routed events of that one batch may appear twice: a re-routed duplicate is dropped
-by the receiving partition's event-id dedup or lateness rule.
+Fencing: each input partition has one transactional producer, ``transactional_id =
+{WORKER_GROUP}-p{partition}``, whichever worker owns it (:mod:`streams.fencing`). A worker that
+is assigned a partition starts that producer before it reads the partition's log; Kafka then
+bumps the id's epoch, aborts the previous owner's open transaction and fences its producer. A
+worker that stalled (a long GC, SIGSTOP, a frozen VM) past ``session.timeout.ms`` and resumes
+after its partitions moved finds its commits refused (``ProducerFenced``): the partition is
+dropped quietly (:class:`streams.ordering.Fenced`) and nothing of that batch — intent, usage
+partial, presence change, DLQ record, re-routed event — lands; its offset commits are refused
+by the group coordinator (stale generation). It rejoins the group as a new member and goes on
+with whatever it is assigned then. A zombie's commit that happens before the new owner starts
+the producer is part of the log the new owner reads, so it is replayed, not lost or doubled.
 
-So the state after recovery is exactly the state consistent with the intents, whatever the
-committed group offsets say (:mod:`streams.progress` commits them about once a second, just past
-the last batch whose outputs were acknowledged, for lag monitoring only). Limitation: without
-transactions nothing fences a zombie worker still writing after losing its partition; replay skips
-intents that do not continue the state's offsets, which covers duplicate intents but not diverging
-ones.
+The committed group offsets (:mod:`streams.progress`, about once a second, just past the last
+committed batch and past transaction markers) are for lag monitoring only: the state after
+recovery is exactly the state consistent with the committed intents, whatever they say.
 
 Assignment: the group consumer subscribes to the activity and roster topics and deals them with
 :class:`streams.assignor.CoPartitionedAssignor`, so roster partition ``p`` is always owned by the
@@ -47,12 +51,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from csync import metrics
-from csync.kafka_client import kafka_options, producer_options
+from csync.kafka_client import consumer_options, producer_options
 from csync.settings import Settings
 from csync.topics import check_topics, worker_topic_specs
 from schemas.dlq import DlqLimit
 from streams.assignor import CoPartitionedAssignor
 from streams.close_policy import InputHealth, closes, settled_ends
+from streams.fencing import PartitionProducers
 from streams.kafka_io import KafkaBatchLog, KafkaInputs, KafkaOutputs
 from streams.keys import DayKeyExchange
 from streams.ordering import Batch, BatchRunner
@@ -62,6 +67,10 @@ from streams.progress import Progress
 log = logging.getLogger(__name__)
 ONLINE_EXPORT_S = 5.0  # how often the online-students gauge is recounted (a pass over the states)
 TRIM_EVERY_S = 1.0
+# A partition fenced while the group still deals it here (its transaction timed out, no rebalance
+# came) would never be processed again: after this long without a rebalance the worker exits and
+# its supervisor restarts it.
+FENCED_ASSIGNED_S = 60.0
 try:  # glibc only; elsewhere trimming is skipped
     _trim: Any = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
 except (OSError, AttributeError):
@@ -92,7 +101,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         self._online_exported = 0.0
         self._input = InputHealth(self.params.rules.close_after_ms, int(time.time() * 1000))
         self._online_districts: set[str] = set()
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: AIOKafkaProducer | None = None  # day keys only (not a partition's)
+        self.producers = PartitionProducers(settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.reader: AIOKafkaConsumer | None = None
         self.keys: DayKeyExchange | None = None
@@ -123,17 +133,11 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         s = self.s
         # Provisioning is `csync topics create`'s: a missing or different topic stops the worker.
         await check_topics(s, worker_topic_specs(s))
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
-            **producer_options(s),
-            linger_ms=s.worker_linger_ms,
-            max_request_size=64 * 1024 * 1024,
-            max_batch_size=1024 * 1024,
-        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **producer_options(s))
         await self.producer.start()
         self.reader = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
-            **kafka_options(s),
+            **consumer_options(s),
             enable_auto_commit=False,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=64 * 1024 * 1024,
@@ -143,14 +147,15 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.keys.start()
         self.runner = BatchRunner(
             self.params,
-            KafkaBatchLog(s, self.producer, self.reader),
-            KafkaOutputs(s, self.producer, self.reader, self.keys),
+            KafkaBatchLog(s, self.producers, self.reader),
+            KafkaOutputs(s, self.producers, self.keys),
             KafkaInputs(s, self.reader),
+            self.producers,
             s.worker_snapshot_s,
         )
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
-            **kafka_options(s),
+            **consumer_options(s),  # activity holds re-routed events, written in transactions
             group_id=s.worker_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -180,9 +185,10 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             if self.runner is not None:
                 for p in list(self.runner.states):
-                    await self.runner.snapshot(p)
+                    await self.runner.close(p)
             if self.progress is not None:
                 await self.progress.flush()
+        await self.producers.close_all()
         for client in (self.consumer, self.reader, self.keys, self.producer):
             if client is not None:
                 await client.stop()
@@ -198,6 +204,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 async with self._lock:
                     await self._handle(batch)
+                    await self._mark_positions()
+                self._check_fenced()
                 self.progress.tick()
                 if time.monotonic() - self._last_trim >= TRIM_EVERY_S:
                     self._last_trim = time.monotonic()
@@ -213,12 +221,12 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         assert runner is not None and progress is not None  # noqa: S101 - started
         async with self._lock:
             for tp in revoked:
-                if tp.topic == self.s.topic_activity and tp.partition in runner.states:
-                    await runner.snapshot(tp.partition)
-                    runner.drop(tp.partition)
+                if tp.topic == self.s.topic_activity:
+                    await runner.close(tp.partition)  # snapshot, forget, close (no-op if gone)
                     self._dlq_limit.forget(tp.partition)
             await progress.flush()  # the last offsets processed here, before another worker
             progress.forget(revoked)
+            runner.fenced_at.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         runner = self.runner
@@ -231,6 +239,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                     for tp in assigned
                     if tp.topic == self.s.topic_activity and tp.partition not in runner.states
                 ]
+                # Fence the previous owners of all of them at once (the recoveries are one by one).
+                await asyncio.gather(*map(self.producers.open, todo))
                 firsts: dict[int, tuple[int, int]] = {}
                 for p in todo:
                     n = await runner.recover(p, todo, firsts)
@@ -240,6 +250,8 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._recovering = False
             for tp in assigned:
                 state = runner.states.get(tp.partition)
+                if state is None and tp.partition in todo:
+                    continue  # fenced while recovering: taken over already, the next rebalance
                 if state is None:  # never with the co-partitioning assignor
                     log.warning("roster partition %d assigned without its activity partition",
                                 tp.partition)  # fmt: skip
@@ -263,7 +275,10 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         done: list[Batch] = []
         for p, state in list(runner.states.items()):
             a, r = act.get(p, []), roster.get(p, [])
-            close = closes(p, a[-1][0] + 1 if a else state.act_next, ends)
+            read_to = a[-1][0] + 1 if a else state.act_next
+            if p in ends and read_to < ends[p]:  # read past the transaction markers after it?
+                read_to = max(read_to, await self._position(p))
+            close = closes(p, read_to, ends)
             if not a and not r and not close:
                 continue
             b = runner.batch(p, a, r, now, close)
@@ -275,6 +290,9 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         rows = await runner.emit(done)
         for (intent, out), n in zip(done, rows, strict=True):
+            if n is None:  # fenced: another worker owns the partition now, nothing landed
+                self._dlq_limit.forget(intent.partition)
+                continue
             self._metrics(intent.partition, out, n)
             self.processed_events += out.valid
             self._mark_processed(intent.partition)
@@ -299,6 +317,15 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
                 (act if is_act else roster).setdefault(tp.partition, []).extend(recs)
         return act, roster
 
+    async def _position(self, p: int) -> int:
+        """The group consumer's next offset of activity partition ``p``: past the commit markers
+        of the transactions (re-routed events) its last records belonged to. The end offsets are
+        ``read_committed`` ones (the last stable offset), so a partition read to its end has its
+        position there, while its state's offset stops at the last record."""
+        assert self.consumer is not None  # noqa: S101 - started
+        tp = TopicPartition(self.s.topic_activity, p)
+        return int(await self.consumer.position(tp)) if tp in self.consumer.assignment() else 0
+
     async def _end_offsets(self, partitions: list[int]) -> dict[int, int]:
         assert self.reader is not None  # noqa: S101 - started
         tps = [TopicPartition(self.s.topic_activity, p) for p in partitions]
@@ -313,9 +340,36 @@ class Engine(ConsumerRebalanceListener):  # type: ignore[misc]
         if mine:
             await self.consumer.commit(mine)
 
+    def _check_fenced(self) -> None:
+        """Raise when a partition fenced ``FENCED_ASSIGNED_S`` ago is still dealt here (see
+        ``FENCED_ASSIGNED_S``); a fenced zombie is re-dealt by a rebalance long before."""
+        assert self.consumer is not None and self.runner is not None  # noqa: S101 - started
+        now = time.monotonic()
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        fenced = self.runner.fenced_at.items()
+        stuck = sorted(p for p, t in fenced if now - t > FENCED_ASSIGNED_S)
+        if set(stuck) & owned:
+            raise RuntimeError(f"partitions {stuck} fenced but still assigned here, no rebalance")
+
+    async def _mark_positions(self) -> None:
+        """Mark the consumer's positions where they passed the states' offsets: every record a
+        poll returned was processed, so what lies between is transaction markers (aborted
+        records too), and committing the position keeps the group's lag at 0 behind them."""
+        assert self.consumer is not None and self.progress is not None  # noqa: S101 - started
+        for tp in self.consumer.assignment():
+            state = self.states.get(tp.partition)
+            if state is None:
+                continue
+            nxt = state.act_next if tp.topic == self.s.topic_activity else state.roster_next
+            position = await self.consumer.position(tp)
+            if position > nxt:
+                self.progress.mark(tp, position)
+
     def _mark_processed(self, p: int) -> None:
-        """The outputs of ``p`` up to its state's offsets are acknowledged: commit them soon."""
-        state = self.states[p]
+        """The outputs of ``p`` up to its state's offsets are committed: commit the offsets soon."""
+        state = self.states.get(p)
+        if state is None:  # fenced while recovering: another worker has it
+            return
         assert self.progress is not None  # noqa: S101 - started
         self.progress.mark(TopicPartition(self.s.topic_activity, p), state.act_next)
         if state.roster_next:

@@ -1,21 +1,24 @@
 """The Kafka adapters of :class:`streams.ordering.BatchRunner`: the batch log on the internal
 state topic, the outputs on the public and internal topics, and the input records for replay.
 
-Every send waits for the broker's acknowledgement (the producer is idempotent, ``acks=all``)
-before the call returns; the batch log's slot of input partition ``p`` is partition ``p`` of the
-state topic, and its usage partials go to partition ``p`` of the usage-cells topic, in intent order.
+Everything of input partition ``p`` is sent by ``p``'s transactional producer
+(:class:`streams.fencing.PartitionProducers`) inside its open transaction, and every send waits
+for the broker's acknowledgement before the call returns; the batch log's slot of ``p`` is
+partition ``p`` of the state topic, and its usage partials go to partition ``p`` of the
+usage-cells topic, in intent order. The reader is ``read_committed``
+(:func:`csync.kafka_client.consumer_options`): the log tail and the input ranges hold committed
+transactions only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from csync.settings import Settings
 from schemas.clock import day_of_ms
-from schemas.internal import InternalFormatError, UsagePartial
+from schemas.internal import UsagePartial
 from streams.batch_log import (
     INTENT_KEY,
     SNAPSHOT_KEY,
@@ -24,6 +27,7 @@ from streams.batch_log import (
     decode_intent,
     encode_intent,
 )
+from streams.fencing import PartitionProducers
 from streams.kafka_reads import beginnings, read_range, read_tail
 from streams.keys import DayKeyExchange
 from streams.ordering import Batch
@@ -31,18 +35,17 @@ from streams.partition import Record
 from streams.usage import to_rows
 
 LOG_TAIL = 2000  # records of the state topic read first when looking for the last snapshot
-PARTIAL_TAIL = 64  # records of usage-cells searched for the last intent's partial
 
 
 class KafkaBatchLog:
     """The batch log on ``TOPIC_WORKER_STATE``."""
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer, reader: AIOKafkaConsumer):
-        self.s, self.producer, self.reader = settings, producer, reader
+    def __init__(self, settings: Settings, producers: PartitionProducers, reader: AIOKafkaConsumer):
+        self.s, self.producers, self.reader = settings, producers, reader
 
     async def append_intents(self, intents: list[Intent]) -> None:
         acks = [
-            await self.producer.send(
+            await self.producers.producer(intent.partition).send(
                 self.s.topic_worker_state,
                 encode_intent(intent),
                 key=INTENT_KEY,
@@ -54,7 +57,7 @@ class KafkaBatchLog:
 
     async def append_snapshot(self, partition: int, snapshot: bytes) -> None:
         await (
-            await self.producer.send(
+            await self.producers.producer(partition).send(
                 self.s.topic_worker_state, snapshot, key=SNAPSHOT_KEY, partition=partition
             )
         )
@@ -75,17 +78,12 @@ class KafkaOutputs:
     """Presence changes, usage partials (de-identified with the day keys), DLQ records and
     re-routed events."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        producer: AIOKafkaProducer,
-        reader: AIOKafkaConsumer,
-        keys: DayKeyExchange,
-    ):
-        self.s, self.producer, self.reader, self.keys = settings, producer, reader, keys
+    def __init__(self, settings: Settings, producers: PartitionProducers, keys: DayKeyExchange):
+        self.s, self.producers, self.keys = settings, producers, keys
+        self._keys_lock = asyncio.Lock()  # partitions commit concurrently; one key exchange
 
-    async def send(self, batches: list[Batch], skip_partial: bool) -> list[int]:
-        producer, s = self.producer, self.s
+    async def send(self, batches: list[Batch]) -> list[int]:
+        s = self.s
         days = {
             day_of_ms(t)
             for _intent, out in batches
@@ -93,12 +91,14 @@ class KafkaOutputs:
             for t in (start, end - 1)
         }
         if days:
-            await self.keys.ensure(days)
+            async with self._keys_lock:
+                await self.keys.ensure(days)
         token = self.keys.store.token
         rows = [to_rows(out.intervals, token) if out.intervals else [] for _i, out in batches]
         futs = []
         for (intent, out), batch_rows in zip(batches, rows, strict=True):
-            if batch_rows and not skip_partial:
+            producer = self.producers.producer(intent.partition)
+            if batch_rows:
                 partial = UsagePartial(intent.partition, *intent.src[1:], rows=tuple(batch_rows))
                 futs.append(
                     await producer.send(
@@ -118,18 +118,6 @@ class KafkaOutputs:
         if futs:
             await asyncio.gather(*futs)
         return [len(r) for r in rows]
-
-    async def partial_landed(self, partition: int, src: tuple[int, int, int]) -> bool:
-        """Partials of partition ``p`` go to usage-cells partition ``p`` in intent order, and an
-        intent is written only after the previous batch's outputs were acknowledged: the last
-        intent's partial, if it was sent at all, is among the last few records there."""
-        tp = TopicPartition(self.s.topic_usage_cells, partition)
-        for m in await read_tail(self.reader, tp, PARTIAL_TAIL):
-            with contextlib.suppress(InternalFormatError):
-                partial = UsagePartial.decode(m.value)
-                if (partial.partition, partial.first_offset, partial.last_offset) == src:
-                    return True
-        return False
 
 
 class KafkaInputs:

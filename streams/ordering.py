@@ -1,39 +1,67 @@
-"""The order that makes the worker crash-safe, independent of Kafka.
+"""The order that makes the worker crash-safe and fences a stalled one, independent of Kafka.
 
-Per partition: a batch's :class:`~streams.batch_log.Intent` is in the log (acknowledged) before
-any of its outputs is sent; its outputs are acknowledged before the partition's next intent; a
-snapshot is appended only after the outputs of every earlier intent were acknowledged. Recovery
-restores the last snapshot and replays the later intents over the same input records with their
-recorded clock: silently, except the last one, whose outputs are emitted again (its usage partial
-only if it did not land). :class:`BatchRunner` does all of this over three protocols — the
-:class:`~streams.batch_log.BatchLog`, an :class:`OutputSink` and an :class:`InputReader` — so the
-order is tested with in-memory adapters and run with the Kafka ones (:mod:`streams.kafka_io`).
+Per partition, a batch's :class:`~streams.batch_log.Intent` and all its outputs are written in one
+transaction of the partition's :class:`Transactions`: they land together or not at all. A
+snapshot (its own transaction) follows the commit of every earlier intent. Recovery first opens
+the partition's transactions — which fences the previous owner: nothing it still sends lands —
+then restores the last snapshot and replays the later committed intents over the same input
+records with their recorded clock, silently: their outputs are committed already ("replay all,
+emit none"). A fenced partition (:class:`Fenced`) is dropped quietly: its new owner has it.
+:class:`BatchRunner` does all of this over four protocols — the
+:class:`~streams.batch_log.BatchLog`, an :class:`OutputSink`, an :class:`InputReader` and the
+:class:`Transactions` — so the order is tested with in-memory adapters and run with the Kafka ones
+(:mod:`streams.kafka_io`, :mod:`streams.fencing`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from streams.batch_log import BatchLog, Intent, recovery_plan
 from streams.partition import Outputs, Params, PartitionState, Record, new_state, process_batch
 from streams.snapshot import decode_snapshot, encode_snapshot
 
+log = logging.getLogger(__name__)
 SNAPSHOT_AFTER_INTENTS = 500  # a snapshot at least this often, whatever the clock says
 
 Batch = tuple[Intent, Outputs]
 
 
+class Fenced(Exception):
+    """A newer owner of the partition fenced this worker's transactions: nothing more of the
+    partition may land from here."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition} fenced by its new owner")
+        self.partition = partition
+
+
+class Transactions(Protocol):
+    """Per partition, the atomic unit of the log and the outputs."""
+
+    async def open(self, partition: int) -> None:
+        """Become the partition's writer: fence its previous owner and settle whatever that one
+        left open, so the log read afterwards is final (a no-op when open already)."""
+
+    async def close(self, partition: int) -> None:
+        """Stop writing the partition (revoked)."""
+
+    def transaction(self, partition: int) -> AbstractAsyncContextManager[None]:
+        """Everything appended or sent for ``partition`` inside lands together or not at all;
+        raises :class:`Fenced` when a newer owner fenced this writer."""
+
+
 class OutputSink(Protocol):
     """Where a batch's outputs go (presence, usage partial, DLQ, re-routed events)."""
 
-    async def send(self, batches: list[Batch], skip_partial: bool) -> list[int]:
-        """Send the outputs of these batches (one per partition) and return once all were
-        acknowledged; returns the usage rows sent per batch."""
-
-    async def partial_landed(self, partition: int, src: tuple[int, int, int]) -> bool:
-        """Whether the usage partial with ``src`` is already among the partition's last outputs."""
+    async def send(self, batches: list[Batch]) -> list[int]:
+        """Send the outputs of these batches (inside their partition's transaction) and return
+        once all were acknowledged; returns the usage rows sent per batch."""
 
 
 class InputReader(Protocol):
@@ -55,16 +83,18 @@ class BatchRunner:
         log: BatchLog,
         sink: OutputSink,
         inputs: InputReader,
+        txn: Transactions,
         snapshot_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.params = params
-        self.log, self.sink, self.inputs = log, sink, inputs
+        self.log, self.sink, self.inputs, self.txn = log, sink, inputs, txn
         self.snapshot_s = snapshot_s
         self._clock = clock
         self.states: dict[int, PartitionState] = {}
         self._intents_since_snap: dict[int, int] = {}
         self._last_snap: dict[int, float] = {}
+        self.fenced_at: dict[int, float] = {}  # fenced partitions -> when (the caller clears it)
 
     def batch(
         self, p: int, act: list[Record], roster: list[Record], now_ms: int, close: bool
@@ -87,14 +117,34 @@ class BatchRunner:
             return None
         return intent, out
 
-    async def emit(self, batches: list[Batch]) -> list[int]:
-        """Log the intents (one per partition), then send their outputs: returns once all were
-        acknowledged. Partitions do not wait for each other: two round trips per poll."""
-        await self.log.append_intents([intent for intent, _out in batches])
-        for intent, _out in batches:
-            p = intent.partition
-            self._intents_since_snap[p] = self._intents_since_snap.get(p, 0) + 1
-        return await self.sink.send(batches, skip_partial=False)
+    async def emit(self, batches: list[Batch]) -> list[int | None]:
+        """Commit each batch's intent and outputs in its partition's transaction; returns the
+        usage rows sent per batch, None where the partition was fenced (and dropped).
+        Partitions do not wait for each other."""
+        results = await asyncio.gather(*map(self._commit, batches), return_exceptions=True)
+        rows: list[int | None] = []
+        for (intent, _out), result in zip(batches, results, strict=True):
+            if isinstance(result, Fenced):
+                await self._fenced(intent.partition)
+                rows.append(None)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                p = intent.partition
+                self._intents_since_snap[p] = self._intents_since_snap.get(p, 0) + 1
+                rows.append(result)
+        return rows
+
+    async def _commit(self, batch: Batch) -> int:
+        async with self.txn.transaction(batch[0].partition):
+            await self.log.append_intents([batch[0]])
+            return (await self.sink.send([batch]))[0]
+
+    async def _fenced(self, p: int) -> None:
+        log.warning("partition %d was taken over by another worker: dropped here", p)
+        self.fenced_at.setdefault(p, self._clock())
+        self.drop(p)
+        await self.txn.close(p)
 
     async def maybe_snapshot(self, p: int) -> None:
         """Snapshot ``p`` if its last snapshot is ``snapshot_s`` old or 500 intents behind."""
@@ -105,16 +155,27 @@ class BatchRunner:
             await self.snapshot(p)
 
     async def snapshot(self, p: int) -> None:
-        """Append the state of ``p`` to the log (every earlier intent's outputs are acked)."""
+        """Append the state of ``p`` to the log (every earlier intent is committed)."""
         state = self.states.get(p)
         if state is None:
             return
-        await self.log.append_snapshot(p, encode_snapshot(state))
+        try:
+            async with self.txn.transaction(p):
+                await self.log.append_snapshot(p, encode_snapshot(state))
+        except Fenced:
+            await self._fenced(p)
+            return
         self._last_snap[p] = self._clock()
         self._intents_since_snap[p] = 0
 
+    async def close(self, p: int) -> None:
+        """``p`` is revoked: snapshot it, forget it and stop writing it."""
+        await self.snapshot(p)
+        self.drop(p)
+        await self.txn.close(p)
+
     def drop(self, p: int) -> None:
-        """Forget ``p`` (revoked; snapshot it first)."""
+        """Forget ``p`` (revoked or fenced)."""
         self.states.pop(p, None)
         self._intents_since_snap.pop(p, None)
         self._last_snap.pop(p, None)
@@ -122,12 +183,13 @@ class BatchRunner:
     async def recover(
         self, p: int, partitions: list[int], firsts: dict[int, tuple[int, int]]
     ) -> int:
-        """Rebuild ``p`` from its last snapshot and the intents after it; returns the number of
-        intents replayed.
+        """Fence the previous owner of ``p``, then rebuild ``p`` from its last snapshot and the
+        committed intents after it; returns the number of intents replayed.
 
         ``firsts`` caches the first input offsets of all ``partitions`` being recovered: one
         request for all of them (each costs about 0.5 s).
         """
+        await self.txn.open(p)  # before the tail read: the previous owner can land nothing after
         tail = await self.log.tail(p)
         if tail.snapshot is not None:
             state = decode_snapshot(tail.snapshot, self.params)
@@ -136,19 +198,14 @@ class BatchRunner:
             if p not in firsts:
                 firsts.update(await self.inputs.beginnings(partitions))
             state.act_next, state.roster_next = firsts[p]
-        plan = recovery_plan(tail.intents, state.act_next, state.roster_next)
-        for intent in plan.silent:
+        # Every committed intent's outputs were committed with it: replay all, emit none.
+        replay = recovery_plan(tail.intents, state.act_next, state.roster_next)
+        for intent in replay:
             await self._replay(state, intent)
-        if plan.last is not None:
-            out = await self._replay(state, plan.last)
-            # Its outputs may or may not have been sent before the crash. Presence changes are
-            # idempotent; the usage partial is not re-sent when it already landed.
-            landed = await self.sink.partial_landed(p, plan.last.src)
-            await self.sink.send([(plan.last, out)], skip_partial=landed)
         self.states[p] = state
         self._last_snap[p] = 0.0
         await self.snapshot(p)
-        return len(plan.silent) + (plan.last is not None)
+        return len(replay)
 
     async def _replay(self, state: PartitionState, intent: Intent) -> Outputs:
         p = intent.partition

@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from csync.kafka_client import kafka_options
+from csync.kafka_client import consumer_options, kafka_options
 from csync.redis_client import sync_redis_client
 from csync.settings import Settings
 from csync.stack import free_port
@@ -448,7 +448,7 @@ class Pipeline:
         ends = await self.end_offsets(topic, partitions)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.kafka_bootstrap,
-            **kafka_options(self.s),
+            **consumer_options(self.s),  # what the sinks see: committed transactions only
             enable_auto_commit=False,
             max_partition_fetch_bytes=64 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,

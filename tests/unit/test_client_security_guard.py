@@ -23,7 +23,15 @@ KAFKA_CLIENTS = {
 }
 # kafka_scan's helpers take the options from their callers as ``**security``; producers take
 # ``**producer_options`` (security options included).
-SECURITY_SPREADS = {"kafka_options", "producer_options", "security"}
+SECURITY_SPREADS = {"kafka_options", "producer_options", "consumer_options", "security"}
+# Consumers that may read uncommitted records, and why. Every other consumer reads a topic the
+# worker writes in transactions and must spread ``consumer_options`` (read_committed).
+READ_UNCOMMITTED_OK = {
+    ("streams/keys.py", "the day-keys topic is written without transactions"),
+    ("ops/lag_monitor.py", "offsets only: lag is measured to the high watermark"),
+    ("privacy/kafka_scan.py", "the factory: its callers pass the options"),
+    ("producers/roster_loader.py", "reads the roster topic, which the worker never writes"),
+}
 # The factory itself, and the secured test stack's readiness ping (it checks the server it just started).
 FACTORY_EXEMPT = {ROOT / "csync" / "redis_client.py", ROOT / "csync" / "stack_tls.py"}
 
@@ -60,6 +68,23 @@ def test_every_kafka_client_spreads_the_security_options() -> None:
             missing.append(f"{path.relative_to(ROOT)}:{call.lineno}")
     assert seen >= 15, "the scan found too few clients: is it still reading the packages?"
     assert not missing, f"Kafka clients without **kafka_options(settings): {missing}"
+
+
+def test_consumers_of_the_worker_s_topics_read_committed() -> None:
+    """The worker writes every batch in a transaction: a reader of uncommitted records would count
+    a fenced worker's aborted outputs (usage twice, DLQ records twice, a re-routed event twice)."""
+    exempt = {path for path, _why in READ_UNCOMMITTED_OK}
+    uncommitted = []
+    seen = 0
+    for path, call in calls():
+        if _name(call.func) not in {"AIOKafkaConsumer", "new_reader"}:
+            continue
+        seen += 1
+        spreads = {_name(k.value) for k in call.keywords if k.arg is None}
+        if "consumer_options" not in spreads and str(path.relative_to(ROOT)) not in exempt:
+            uncommitted.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+    assert seen >= 8, "the scan found too few consumers: is it still reading the packages?"
+    assert not uncommitted, f"consumers without **consumer_options(settings): {uncommitted}"
 
 
 def test_redis_clients_come_from_the_factory() -> None:

@@ -22,17 +22,28 @@ def _record(offset: int) -> ConsumerRecord[bytes, bytes]:
 
 
 class ScriptedConsumer:
-    """Answers each getmany with the next scripted batch (then nothing); records what the loop did."""
+    """Answers each getmany with the next scripted batch (then nothing); records what the loop did.
 
-    def __init__(self, script: list[list[int]], stop: asyncio.Event) -> None:
+    ``markers`` are offsets of transaction markers: the position moves past those that follow a
+    returned record, as a ``read_committed`` consumer's does."""
+
+    def __init__(
+        self, script: list[list[int]], stop: asyncio.Event, markers: frozenset[int] = frozenset()
+    ) -> None:
         self.script = script
         self.stop = stop
+        self.markers = markers
+        self.next = 0
         self.log: list[tuple[str, Any]] = []
 
     async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         self.log.append(("poll", timeout_ms))
         if self.script:
             offsets = self.script.pop(0)
+            if offsets:
+                self.next = offsets[-1] + 1
+                while self.next in self.markers:
+                    self.next += 1
             return {TP: [_record(o) for o in offsets]} if offsets else {}
         self.stop.set()
         return {}
@@ -42,6 +53,9 @@ class ScriptedConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.next
 
 
 class ListSink:
@@ -98,6 +112,17 @@ async def test_without_flush_when_idle_an_empty_poll_does_not_flush() -> None:
     # The ClickHouse sink's shape: one flush per interval, here only the final one on the way out.
     log = await _run([[0, 1], [], [2], []], flush_interval_s=60)
     assert log == [("flush", [0, 1, 2]), ("commit", 3)]
+
+
+async def test_the_commit_moves_past_the_transaction_markers_after_the_records() -> None:
+    # Records 0-1 and 3, each transaction followed by its commit marker (2, 4): committing the last
+    # record + 1 would leave the group one behind the end forever.
+    stop = asyncio.Event()
+    consumer = ScriptedConsumer([[0, 1], [3]], stop, markers=frozenset({2, 4}))
+    loop = SinkLoop(consumer, ListSink(consumer.log), flush_interval_s=60, flush_when_idle=True)
+    await asyncio.wait_for(loop.run(stop), 5)
+    log = [entry for entry in consumer.log if entry[0] != "poll"]
+    assert log == [("flush", [0, 1, 3]), ("commit", 5)]
 
 
 class FailingSink(ListSink):
