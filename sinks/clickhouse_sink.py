@@ -9,8 +9,10 @@ Replaying input never adds to ``active_ms`` or ``students``, by these mechanisms
 - **Progress skip.** On every partition assignment the sink reads ``sink_progress`` and drops records at or below
   the offset already written. This covers a crash between insert and offset commit, a rebalance and a restart,
   however differently the replay happens to batch the records.
-- **Repeated src.** A worker that recovers re-sends its last partial when it cannot see it landed; the copy is
-  byte-identical, has the same ``src`` and lands a little later in the same usage-cells partition. The sink
+- **Repeated src.** The worker commits a batch's partial in one Kafka transaction with its intent and never
+  re-sends it after a crash, so a committed copy is not expected. A worker of the release before transactions
+  re-sent its last partial when it could not see it landed (byte-identical, same ``src``, a little later in
+  the same usage-cells partition), and such records may still be in the topic after an upgrade. The sink
   remembers the ``src`` of the last :data:`SRC_MEMORY` records of each partition it buffered or wrote, and writes
   a later record repeating one as a single row that adds nothing but its offset to ``sink_progress``
   (:func:`_progress_carrier`), so the copy stays skipped after a crash between that insert and the commit. The
@@ -68,8 +70,8 @@ PERMANENT_CODES = frozenset(
     }
 )
 
-# Recent srcs remembered per usage-cells partition (see the module doc). A re-sent partial follows the original
-# closely: the worker re-sends only when the original is not among the last 64 records of the partition.
+# Recent srcs remembered per usage-cells partition (see the module doc). A re-sent partial of the release before
+# transactions followed its original closely: it was re-sent only when not among the partition's last 64 records.
 SRC_MEMORY = 4096
 
 
