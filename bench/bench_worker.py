@@ -267,7 +267,9 @@ async def _main(base: Settings, args: argparse.Namespace, tmp: Path) -> None:
         records = await load(s, topic, items, single)
         print(f"loaded {records:,} records ({name}) in {time.perf_counter() - t0:.1f}s")
         if args.profile:
-            await profile(run_settings(base, topic), len(items), 25)
+            ps = run_settings(base, topic)
+            await create_topics(ps, worker_topic_specs(ps))  # provisioning is not the worker's
+            await profile(ps, len(items), 25)
             continue
         for workers in worker_counts:
             ours_runs, raw_runs = [], []
